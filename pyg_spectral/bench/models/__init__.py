@@ -1,0 +1,1 @@
+"""One module per benchmark model; each registers itself on import."""

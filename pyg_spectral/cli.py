@@ -1,0 +1,65 @@
+"""``pyg-spectral`` command line (also ``python -m pyg_spectral``)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .datasets import PLANETOID_NAMES
+
+
+def _dataset_name(name: str) -> str:
+    if name.startswith('ogbn-'):
+        return name
+    for valid in PLANETOID_NAMES:
+        if name.lower() == valid.lower():
+            return valid
+    raise argparse.ArgumentTypeError(
+        f"unknown dataset {name!r}; valid: {', '.join(PLANETOID_NAMES)} "
+        f"or an OGB node dataset 'ogbn-...'")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .bench.registry import available_models
+
+    parser = argparse.ArgumentParser(prog='pyg-spectral', description=__doc__)
+    sub = parser.add_subparsers(dest='command', required=True)
+    bench = sub.add_parser('bench', help='run a benchmark')
+    bench_sub = bench.add_subparsers(dest='benchmark', required=True)
+    p = bench_sub.add_parser(
+        'planetoid', help='semi-supervised node classification, public split')
+    p.add_argument('--dataset', type=_dataset_name, nargs='+', default=['Cora'],
+                   help=f"{'|'.join(PLANETOID_NAMES)} or ogbn-* (default: Cora)")
+    models = available_models()
+    p.add_argument('--model', nargs='+', default=['gcn'], choices=list(models),
+                   help='; '.join(f'{m}: {s.description}' for m, s in models.items()))
+    p.add_argument('--seeds', type=int, default=10)
+    p.add_argument('--epochs', type=int, default=200)
+    p.add_argument('--lr', type=float, default=0.01)
+    p.add_argument('--weight-decay', type=float, default=5e-4)
+    p.add_argument('--device', default='cpu', help='cpu | cuda | cuda:N')
+    p.add_argument('--out', help='also write the results as JSON to this path')
+    p.add_argument('--no-progress', action='store_true')
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .bench.node_classification import (as_dict, format_table, resolve_device,
+                                            run_node_classification)
+    args = build_parser().parse_args(argv)
+    try:
+        resolve_device(args.device)
+        results = [
+            run_node_classification(d, m, seeds=args.seeds, epochs=args.epochs,
+                                    lr=args.lr, weight_decay=args.weight_decay,
+                                    device=args.device, progress=not args.no_progress)
+            for d in args.dataset for m in args.model
+        ]
+    except (ValueError, FileNotFoundError) as err:
+        print(f'pyg-spectral: error: {err}', file=sys.stderr)
+        return 2
+    print(format_table(results))
+    if args.out:
+        with open(args.out, 'w') as f:
+            json.dump([as_dict(r) for r in results], f, indent=2)
+    return 0

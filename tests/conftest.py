@@ -1,0 +1,44 @@
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / 'shared' / 'data'
+
+
+@pytest.fixture(autouse=True, scope='session')
+def _data_environment(tmp_path_factory):
+    r"""Tests read the real Planetoid files from ``../shared/data`` (or
+    ``$PYG_SPECTRAL_DATA``) and process them in a private cache."""
+    os.environ.setdefault('PYG_SPECTRAL_DATA', str(DEFAULT_DATA))
+    os.environ['PYG_SPECTRAL_CACHE'] = str(tmp_path_factory.mktemp('cache'))
+    yield
+
+
+@pytest.fixture(scope='session')
+def planetoid_source() -> Path:
+    root = Path(os.environ['PYG_SPECTRAL_DATA']) / 'planetoid'
+    if not (root / 'Cora' / 'raw' / 'ind.cora.graph').is_file():
+        pytest.fail(f"Planetoid raw files not found under '{root}' "
+                    f"(expected <Name>/raw/ind.<name>.*); set PYG_SPECTRAL_DATA "
+                    f"to the directory holding planetoid/.")
+    return root
+
+
+@pytest.fixture(scope='session')
+def cora(planetoid_source):
+    from pyg_spectral.datasets import load_planetoid
+    return load_planetoid('Cora')[0]
+
+
+@pytest.fixture(scope='session')
+def citeseer(planetoid_source):
+    from pyg_spectral.datasets import load_planetoid
+    return load_planetoid('CiteSeer')[0]
+
+
+@pytest.fixture(scope='session')
+def pubmed(planetoid_source):
+    from pyg_spectral.datasets import load_planetoid
+    return load_planetoid('PubMed')[0]

@@ -1,0 +1,40 @@
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pyg_spectral.cli import main
+
+
+def test_bench_planetoid_cora_table_and_json(tmp_path, capsys, cora):
+    out = tmp_path / 'res.json'
+    rc = main(['bench', 'planetoid', '--dataset', 'Cora', '--seeds', '2',
+               '--epochs', '60', '--out', str(out), '--no-progress'])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert '| gcn' in table and 'Cora' in table
+    res = json.loads(out.read_text())[0]
+    assert res['model'] == 'gcn' and len(res['test_acc']) == 2
+    # 60 epochs of the Kipf GCN on Cora already reach well above 70%
+    assert res['test_acc_mean'] > 0.70
+    assert res['epoch_ms'] > 0 and res['peak_mem_mib'] > 0
+
+
+def test_unknown_dataset_lists_valid_ones(capsys):
+    with pytest.raises(SystemExit):
+        main(['bench', 'planetoid', '--dataset', 'Coraa'])
+    assert 'Cora, CiteSeer, PubMed' in capsys.readouterr().err
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the no-CUDA message')
+def test_cuda_without_cuda_says_so(capsys):
+    assert main(['bench', 'planetoid', '--device', 'cuda']) == 2
+    assert 'CUDA is not available' in capsys.readouterr().err
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run([sys.executable, '-m', 'pyg_spectral', 'bench', 'planetoid', '--help'],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0 and '--dataset' in proc.stdout
