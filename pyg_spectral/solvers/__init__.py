@@ -1,1 +1,3 @@
-"""See the package README."""
+from .neuralsvd import EigenTable, NeuralSVD, NeuralSVDResult, fix_sign
+
+__all__ = ['EigenTable', 'NeuralSVD', 'NeuralSVDResult', 'fix_sign']

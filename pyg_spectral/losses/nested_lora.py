@@ -1,0 +1,116 @@
+"""NestedLoRA: the nested low-rank approximation loss of Ryu et al. (ICML 2024).
+
+For right functions f = (f_1..f_k) and left functions g = (g_1..g_k),
+
+    L(f, g) = -2 sum_l <g_l, T f_l> + sum_{l,l'} <f_l, f_l'> <g_l, g_l'>,
+
+whose minimisers span T's top-k singular subspaces. Joint nesting minimises
+sum_i w_i L(f_{1:i}, g_{1:i}), which is L with the weights m_l = sum_{i>=l} w_i
+on the operator term and m_{max(l,l')} on the metric term. Sequential nesting
+gives (f_l, g_l) only the gradient of L(f_{1:l}, g_{1:l}) with f_{<l}, g_{<l}
+held fixed; both make the optimum ordered: f_l is the l-th singular function
+with |f_l|^2 = sigma_l.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..operators.base import LoRATerms, weighted_mean
+
+NESTINGS = ('joint', 'sequential')
+
+
+def second_moment(a: Tensor, b: Tensor, weight: Tensor | None = None) -> Tensor:
+    r""":math:`E[a b^\top]`: the :obj:`[k, k]` matrix of inner products."""
+    if weight is not None:
+        a = a * weight.view(-1, 1)
+    return a.transpose(0, 1) @ b / a.size(0)
+
+
+class NestedLoRA(nn.Module):
+    r"""The NestedLoRA objective for :obj:`k` components.
+
+    Args:
+        k: number of components.
+        nesting: :obj:`'joint'` (one loss, masks on the :obj:`[k, k]` moment
+            matrices; suits a shared network) or :obj:`'sequential'` (each
+            component sees the loss of the first :obj:`l`, earlier ones held
+            fixed; suits separate parametrisations).
+        level_weights: :obj:`[k]` positive weights :math:`w_i` of the joint
+            levels (default uniform, :math:`w_i = 1/k`).
+        split_batch: estimate the two moment matrices of the metric term
+            from two disjoint halves of the batch, making it unbiased under
+            sampling (use for Monte-Carlo operators; full-batch matrices
+            need not).
+
+    :meth:`forward` takes :class:`~pyg_spectral.operators.LoRATerms` and
+    returns a scalar. For sequential nesting the value is the plain loss
+    :math:`L(f_{1:k}, g_{1:k})` and only the gradient follows the nesting.
+    """
+
+    def __init__(self, k: int, nesting: str = 'joint',
+                 level_weights: Tensor | None = None, split_batch: bool = False) -> None:
+        super().__init__()
+        if k <= 0:
+            raise ValueError(f"k must be positive, got {k}")
+        if nesting not in NESTINGS:
+            raise ValueError(f"nesting must be one of {NESTINGS}, got {nesting!r}")
+        self.k, self.nesting, self.split_batch = k, nesting, split_batch
+        if level_weights is None:
+            level_weights = torch.full((k,), 1.0 / k)
+        level_weights = torch.as_tensor(level_weights, dtype=torch.float64)
+        if level_weights.shape != (k,) or (level_weights <= 0).any():
+            raise ValueError(f"level_weights must be {k} positive numbers")
+        # m_l = sum_{i >= l} w_i; joint mask P_{ll'} = m_{max(l, l')}
+        m = level_weights.flip(0).cumsum(0).flip(0)
+        idx = torch.arange(k)
+        self.register_buffer('operator_weights', m.float(), persistent=False)
+        self.register_buffer('joint_mask', m[torch.maximum(idx[:, None], idx[None, :])].float(),
+                             persistent=False)
+        # sequential: row l of E[f sg(f)^T] carries the gradient of f_l; the
+        # factor 2 on l' <= l restores d/df_l of <f_l, f_l'>^2-type terms
+        self.register_buffer('sequential_mask', 2.0 * torch.ones(k, k).tril(), persistent=False)
+
+    def _moments(self, x: Tensor, weight: Tensor | None, detach_partner: bool) -> tuple[Tensor, Tensor]:
+        partner = x.detach() if detach_partner else x
+        if not self.split_batch:
+            m = second_moment(x, partner, weight)
+            return m, m
+        half = x.size(0) // 2
+        if half == 0:
+            raise ValueError("split_batch needs a batch of at least 2 samples")
+        w1 = None if weight is None else weight[:half]
+        w2 = None if weight is None else weight[half:2 * half]
+        return (second_moment(x[:half], partner[:half], w1),
+                second_moment(x[half:2 * half], partner[half:2 * half], w2))
+
+    def forward(self, terms: LoRATerms) -> Tensor:
+        f, g, cross = terms.f, terms.g, terms.cross
+        if f.dim() != 2 or f.size(1) != self.k:
+            raise ValueError(f"f must have shape [batch, {self.k}], got {tuple(f.shape)}")
+        if g is not None and (g.dim() != 2 or g.size(1) != self.k):
+            raise ValueError(f"g must have shape [batch, {self.k}], got {tuple(g.shape)}")
+        sequential = self.nesting == 'sequential'
+        mf1, mf2 = self._moments(f, terms.weight_f, sequential)
+        if g is None:
+            # EVD form: pair the two halves (or the full batch with itself)
+            mg = mf2
+        else:
+            mg1, mg2 = self._moments(g, terms.weight_g, sequential)
+            mg = mg2 if self.split_batch else mg1
+        metric_pairs = mf1 * mg
+        if not sequential:
+            return (-2 * (self.operator_weights * cross).sum()
+                    + (self.joint_mask * metric_pairs).sum())
+        surrogate = -2 * cross.sum() + (self.sequential_mask * metric_pairs).sum()
+        plain = -2 * cross.sum() + metric_pairs.sum()
+        return surrogate + (plain - surrogate).detach()
+
+    def extra_repr(self) -> str:
+        return f'k={self.k}, nesting={self.nesting!r}, split_batch={self.split_batch}'
+
+
+def nested_lora_loss(terms: LoRATerms, nesting: str = 'joint') -> Tensor:
+    r"""Functional form of :class:`NestedLoRA` with default weights."""
+    return NestedLoRA(terms.f.size(1), nesting).to(terms.f.device)(terms)

@@ -1,0 +1,177 @@
+"""Sparse graph matrices (adjacency, GCN, Laplacians, random walk) as operators."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch_geometric.utils import (add_remaining_self_loops, coalesce, get_laplacian,
+                                   is_undirected as _is_undirected, scatter,
+                                   to_torch_csr_tensor)
+
+from .base import LinearOperator
+
+KINDS = ('adjacency', 'gcn', 'sym_adjacency', 'laplacian', 'sym_laplacian', 'rw')
+SYMMETRIC_KINDS = frozenset(KINDS) - {'rw'}
+
+
+def validate_graph(edge_index: Tensor, num_nodes: int | None,
+                   edge_weight: Tensor | None) -> int:
+    r"""Checks :obj:`edge_index`/:obj:`edge_weight` and returns the number of
+    nodes, raising an error that names the offending argument."""
+    if not isinstance(edge_index, Tensor):
+        raise TypeError(f"edge_index must be a torch.Tensor, got {type(edge_index).__name__}")
+    if edge_index.dtype != torch.long:
+        raise TypeError(f"edge_index must have dtype torch.long, got {edge_index.dtype}")
+    if edge_index.dim() != 2 or edge_index.size(0) != 2:
+        raise ValueError(f"edge_index must have shape [2, num_edges], got {tuple(edge_index.shape)}")
+    if num_nodes is None:
+        num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+    if num_nodes <= 0:
+        raise ValueError(f"num_nodes must be positive, got {num_nodes}")
+    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
+        raise ValueError(f"edge_index has node indices outside [0, {num_nodes}) "
+                         f"(min {int(edge_index.min())}, max {int(edge_index.max())}); "
+                         f"check num_nodes")
+    if edge_weight is not None:
+        if not isinstance(edge_weight, Tensor) or not edge_weight.is_floating_point():
+            raise TypeError("edge_weight must be a floating-point torch.Tensor")
+        if edge_weight.shape != (edge_index.size(1),):
+            raise ValueError(f"edge_weight must have shape [{edge_index.size(1)}] "
+                             f"(one weight per edge), got {tuple(edge_weight.shape)}")
+        if not torch.isfinite(edge_weight).all():
+            raise ValueError("edge_weight contains NaN or inf")
+        if edge_weight.device != edge_index.device:
+            raise ValueError(f"edge_weight is on {edge_weight.device} but edge_index "
+                             f"is on {edge_index.device}")
+    return num_nodes
+
+
+class GraphOperator(LinearOperator):
+    r"""A graph matrix stored as a sparse CSR tensor of shape :obj:`[n, n]`.
+
+    Build it with :meth:`from_edge_index`. :meth:`matmul` is one sparse-dense
+    product; the matrix is never densified.
+
+    Args:
+        matrix: sparse CSR tensor :obj:`[n, n]`.
+        kind: one of :obj:`KINDS`.
+        bounds: safe :obj:`(lower, upper)` eigenvalue bounds (singular-value
+            bounds for :obj:`'rw'`).
+    """
+
+    def __init__(self, matrix: Tensor, kind: str, bounds: tuple[float, float]) -> None:
+        if matrix.layout != torch.sparse_csr:
+            raise TypeError(f"matrix must be a sparse CSR tensor, got layout {matrix.layout}")
+        self.matrix = matrix
+        self.kind = kind
+        self.shape = tuple(matrix.shape)
+        self.is_symmetric = kind in SYMMETRIC_KINDS
+        self._bounds = bounds
+        self._transpose: Tensor | None = None
+
+    @classmethod
+    def from_edge_index(
+        cls,
+        edge_index: Tensor,
+        num_nodes: int | None = None,
+        edge_weight: Tensor | None = None,
+        kind: str = 'gcn',
+        is_undirected: bool | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> 'GraphOperator':
+        r"""Builds the :obj:`kind` matrix of a graph.
+
+        Kinds: :obj:`'adjacency'` (A), :obj:`'gcn'` (:math:`\hat D^{-1/2}(A+I)\hat D^{-1/2}`),
+        :obj:`'sym_adjacency'` (:math:`D^{-1/2} A D^{-1/2}`), :obj:`'laplacian'`
+        (:math:`D - A`), :obj:`'sym_laplacian'` (:math:`I - D^{-1/2} A D^{-1/2}`),
+        :obj:`'rw'` (:math:`D^{-1} A`, not symmetric). Duplicate edges are summed.
+        All kinds but :obj:`'rw'` need an undirected graph; whether it is one is
+        always checked (:obj:`is_undirected=True` is a claim, and a false claim
+        raises).
+        """
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        num_nodes = validate_graph(edge_index, num_nodes, edge_weight)
+        if edge_weight is None:
+            edge_weight = torch.ones(edge_index.size(1), device=edge_index.device, dtype=dtype)
+        edge_weight = edge_weight.to(dtype)
+        edge_index, edge_weight = coalesce(edge_index, edge_weight, num_nodes)
+        undirected = _is_undirected(edge_index, edge_weight, num_nodes)
+        if kind in SYMMETRIC_KINDS and not undirected:
+            claim = ' although is_undirected=True was passed' if is_undirected else ''
+            raise ValueError(f"edge_index describes a directed graph{claim}, but "
+                             f"kind={kind!r} needs a symmetric matrix; symmetrise "
+                             f"it with torch_geometric.utils.to_undirected or use kind='rw'")
+
+        deg = scatter(edge_weight, edge_index[0], 0, dim_size=num_nodes, reduce='sum')
+        if (edge_weight < 0).any() and kind != 'adjacency':
+            raise ValueError(f"edge_weight has negative entries, which kind={kind!r} "
+                             f"does not allow (degrees must be non-negative)")
+        row, col = edge_index
+        if kind == 'adjacency':
+            absdeg = scatter(edge_weight.abs(), row, 0, dim_size=num_nodes, reduce='sum')
+            radius = float(absdeg.max()) if num_nodes else 0.0
+            bounds = (-radius, radius)
+        elif kind == 'gcn':
+            edge_index, edge_weight = add_remaining_self_loops(edge_index, edge_weight, 1.0, num_nodes)
+            row, col = edge_index
+            d = scatter(edge_weight, col, 0, dim_size=num_nodes, reduce='sum')
+            dinv = d.pow(-0.5).masked_fill_(d == 0, 0)
+            edge_weight = dinv[row] * edge_weight * dinv[col]
+            bounds = (-1.0, 1.0)
+        elif kind == 'sym_adjacency':
+            dinv = deg.pow(-0.5).masked_fill_(deg == 0, 0)
+            edge_weight = dinv[row] * edge_weight * dinv[col]
+            bounds = (-1.0, 1.0)
+        elif kind == 'laplacian':
+            edge_index, edge_weight = get_laplacian(edge_index, edge_weight, None, num_nodes=num_nodes)
+            # Gershgorin: every row of D - A has absolute sum 2 d_i
+            bounds = (0.0, 2.0 * float(deg.max()))
+        elif kind == 'sym_laplacian':
+            edge_index, edge_weight = get_laplacian(edge_index, edge_weight, 'sym', num_nodes=num_nodes)
+            bounds = (0.0, 2.0)
+        else:  # rw
+            dinv = deg.reciprocal().masked_fill_(deg == 0, 0)
+            edge_weight = dinv[row] * edge_weight
+            # singular values of D^-1 A are at most sqrt(|.|_1 |.|_inf) = sqrt(max column sum)
+            colsum = scatter(edge_weight, col, 0, dim_size=num_nodes, reduce='sum')
+            bounds = (0.0, float(colsum.max()) ** 0.5)
+        matrix = to_torch_csr_tensor(edge_index, edge_weight, size=(num_nodes, num_nodes))
+        return cls(matrix, kind, bounds)
+
+    @property
+    def num_nodes(self) -> int:
+        return self.shape[0]
+
+    @property
+    def device(self) -> torch.device:
+        return self.matrix.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.matrix.dtype
+
+    def to(self, device=None, dtype=None) -> 'GraphOperator':
+        return GraphOperator(self.matrix.to(device=device, dtype=dtype), self.kind, self._bounds)
+
+    def matmul(self, X: Tensor) -> Tensor:
+        self.check_block(X)
+        return self.matrix @ X
+
+    def rmatmul(self, X: Tensor) -> Tensor:
+        if self.is_symmetric:
+            return self.matmul(X)
+        self.check_block(X)
+        if self._transpose is None:
+            self._transpose = self.matrix.to_sparse_coo().t().coalesce().to_sparse_csr()
+        return self._transpose @ X
+
+    def spectral_bounds(self) -> tuple[float, float]:
+        return self._bounds
+
+    def to_dense(self) -> Tensor:
+        r"""The dense matrix, for tests and small graphs only."""
+        return self.matrix.to_dense()
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(kind={self.kind!r}, num_nodes={self.num_nodes}, '
+                f'nnz={self.matrix._nnz()}, device={self.device}, dtype={self.dtype})')

@@ -1,0 +1,61 @@
+"""Affine spectral maps alpha*T + beta*I, so that the wanted end of a spectrum
+becomes the top positive eigenvalues that NestedLoRA learns."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .base import LinearOperator
+
+
+class ShiftedOperator(LinearOperator):
+    r""":math:`\alpha T + \beta I` for a square operator :math:`T`; its
+    eigenvectors are T's and :meth:`original_eigenvalues` maps back."""
+
+    def __init__(self, operator: LinearOperator, alpha: float, beta: float) -> None:
+        if operator.shape is None or operator.shape[0] != operator.shape[1]:
+            raise ValueError("A shift needs a square finite operator.")
+        if alpha == 0:
+            raise ValueError("alpha must be non-zero")
+        self.operator, self.alpha, self.beta = operator, float(alpha), float(beta)
+        self.shape = operator.shape
+        self.is_symmetric = operator.is_symmetric
+
+    @property
+    def device(self):
+        return self.operator.device
+
+    @property
+    def dtype(self):
+        return self.operator.dtype
+
+    def to(self, device=None, dtype=None) -> 'ShiftedOperator':
+        return ShiftedOperator(self.operator.to(device, dtype), self.alpha, self.beta)
+
+    def matmul(self, X: Tensor) -> Tensor:
+        out = self.operator.matmul(X)
+        return out.mul_(self.alpha).add_(X, alpha=self.beta) if not X.requires_grad \
+            else self.alpha * out + self.beta * X
+
+    def rmatmul(self, X: Tensor) -> Tensor:
+        return self.alpha * self.operator.rmatmul(X) + self.beta * X
+
+    def spectral_bounds(self) -> tuple[float, float]:
+        lo, hi = self.operator.spectral_bounds()
+        a, b = sorted((self.alpha * lo + self.beta, self.alpha * hi + self.beta))
+        return a, b
+
+    def original_eigenvalues(self, mu: Tensor) -> Tensor:
+        return (mu - self.beta) / self.alpha
+
+    def __repr__(self) -> str:
+        return f'{self.alpha:g} * {self.operator!r} + {self.beta:g} * I'
+
+
+def top_positive(operator: LinearOperator, largest: bool = True) -> ShiftedOperator:
+    r"""Maps :obj:`operator` so that its :obj:`largest` (or smallest) eigenvalues
+    become the top eigenvalues of a positive semi-definite operator, with the
+    safe bound of :meth:`LinearOperator.spectral_bounds`: :math:`T - \ell I`
+    for the largest, :math:`u I - T` for the smallest."""
+    lo, hi = operator.spectral_bounds()
+    return ShiftedOperator(operator, 1.0, -lo) if largest else ShiftedOperator(operator, -1.0, hi)

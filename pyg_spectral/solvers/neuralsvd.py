@@ -1,0 +1,336 @@
+"""NeuralSVD: fit the top-k eigen/singular vectors of an operator with NestedLoRA."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from ..losses import NestedLoRA
+from ..operators.base import LinearOperator, LoRATerms
+from ..operators.spectral import ShiftedOperator, top_positive
+
+
+class EigenTable(nn.Module):
+    r"""A free parameter table :obj:`[n, k]`: the model of the matrix case,
+    one learnable value per node and component."""
+
+    def __init__(self, num_rows: int, k: int, init: Tensor | None = None,
+                 generator: torch.Generator | None = None, dtype=torch.float32,
+                 device=None) -> None:
+        super().__init__()
+        self.num_rows, self.k = num_rows, k
+        if init is None:
+            init = torch.randn(num_rows, k, generator=generator, dtype=dtype) / math.sqrt(k)
+        elif init.shape != (num_rows, k):
+            raise ValueError(f"init must have shape [{num_rows}, {k}], got {tuple(init.shape)}")
+        self.weight = nn.Parameter(init.to(device=device, dtype=dtype).clone())
+
+    def forward(self, *_: object) -> Tensor:
+        return self.weight
+
+    def extra_repr(self) -> str:
+        return f'{self.num_rows}, {self.k}'
+
+
+@dataclass
+class NeuralSVDResult:
+    r"""What :meth:`NeuralSVD.fit` returns.
+
+    Attributes:
+        eigenvalues: :obj:`[k]` estimates (singular values in the SVD form),
+            ordered from the end of the spectrum that was asked for.
+        eigenvectors: :obj:`[n, k]` orthonormal columns (finite operators),
+            else :obj:`None`; for the SVD form the right vectors.
+        left_vectors, right_vectors: :obj:`[n, k]` for the SVD form.
+        loss_history: the loss at every step.
+        eigenvalue_history: :obj:`[checks, k]` estimates at every check.
+        model: the fitted model (a tuple of two for the SVD form).
+        steps: the number of steps taken.
+        converged: whether :obj:`tol` was met.
+    """
+    eigenvalues: Tensor
+    eigenvectors: Tensor | None
+    model: nn.Module | tuple[nn.Module, nn.Module]
+    loss_history: list[float] = field(default_factory=list)
+    eigenvalue_history: Tensor | None = None
+    left_vectors: Tensor | None = None
+    right_vectors: Tensor | None = None
+    steps: int = 0
+    converged: bool = False
+
+
+def _columns_normalized(X: Tensor) -> Tensor:
+    return X / X.norm(dim=0, keepdim=True).clamp_min(torch.finfo(X.dtype).tiny)
+
+
+def _ordered_orthonormal(X: Tensor) -> Tensor:
+    r"""Gram-Schmidt in column order (so the nesting order is kept), with
+    the sign of each column chosen to agree with the input column."""
+    Q, R = torch.linalg.qr(X)
+    sign = torch.sign(torch.diagonal(R))
+    return Q * torch.where(sign == 0, torch.ones_like(sign), sign)
+
+
+def _sym(H: Tensor) -> Tensor:
+    return (H + H.transpose(0, 1)) / 2
+
+
+def fix_sign(X: Tensor) -> Tensor:
+    r"""Deterministic sign convention: the entry of largest magnitude of each
+    column is positive."""
+    idx = X.abs().argmax(dim=0)
+    sign = torch.sign(X.gather(0, idx.view(1, -1)))
+    return X * torch.where(sign == 0, torch.ones_like(sign), sign)
+
+
+class NeuralSVD:
+    r"""Learns the top-:obj:`k` eigenvectors (or singular vectors) of an
+    operator with the NestedLoRA objective (Ryu et al., ICML 2024).
+
+    .. code-block:: python
+
+        op = GraphOperator.from_edge_index(edge_index, kind='sym_laplacian')
+        res = NeuralSVD(k=8).fit(op, largest=False, steps=3000)
+        res.eigenvalues   # [8], increasing
+        res.eigenvectors  # [n, 8], orthonormal
+
+    Args:
+        k: number of components.
+        nesting: :obj:`'joint'` or :obj:`'sequential'` (see :class:`~pyg_spectral.losses.NestedLoRA`).
+        level_weights: joint-nesting weights (default uniform).
+        optimizer: :obj:`'sgd'` (Nesterov momentum; the default for a free
+            table, with a step size from the operator's spectral bound) or
+            :obj:`'adam'` (the default for neural models).
+        momentum: momentum of :obj:`'sgd'`.
+        grad_clip: clip the gradient norm to this value (:obj:`None`: off).
+        seed: seed of the free table's random start.
+        step_scale: SGD step for a free table, in units of n / spectral bound.
+        ritz_restart: for a free table (EVD form), rotate the table onto the
+            Rayleigh-Ritz vectors of its span at every check. Nesting alone
+            orders components at a rate proportional to the eigenvalue gaps
+            inside the subspace, which is slow for clustered spectra (e.g.
+            the low end of a Laplacian); the restart makes the order exact
+            and leaves only the subspace to converge.
+    """
+
+    def __init__(self, k: int, nesting: str = 'joint', level_weights: Tensor | None = None,
+                 optimizer: str | None = None, momentum: float = 0.9,
+                 grad_clip: float | None = None, seed: int | None = 0,
+                 step_scale: float = 0.125, ritz_restart: bool = True) -> None:
+        if not isinstance(k, int) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if optimizer not in (None, 'sgd', 'adam'):
+            raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
+        self.k, self.nesting, self.level_weights = k, nesting, level_weights
+        self.optimizer, self.momentum, self.grad_clip, self.seed = optimizer, momentum, grad_clip, seed
+        self.step_scale, self.ritz_restart = step_scale, ritz_restart
+        self.loss = NestedLoRA(k, nesting, level_weights)
+
+    def __repr__(self) -> str:
+        return f'{self.__class__.__name__}(k={self.k}, nesting={self.nesting!r})'
+
+    # ------------------------------------------------------------------ fit
+    def fit(
+        self,
+        operator: LinearOperator,
+        model: nn.Module | tuple[nn.Module, nn.Module] | None = None,
+        inputs: tuple | Tensor | None = None,
+        steps: int = 2000,
+        lr: float | None = None,
+        largest: bool = True,
+        tol: float | None = None,
+        check_every: int = 25,
+        callback: Callable[[int, float, Tensor], bool | None] | None = None,
+        progress: bool = True,
+        refine: bool = False,
+        init: 'NeuralSVDResult | Tensor | None' = None,
+        svd: bool | None = None,
+    ) -> NeuralSVDResult:
+        r"""Fits the model and returns a :class:`NeuralSVDResult`.
+
+        Args:
+            operator: a finite :class:`~pyg_spectral.operators.LinearOperator`
+                (e.g. :class:`~pyg_spectral.operators.GraphOperator`).
+            model: :obj:`None` for a free table :obj:`[n, k]`; an
+                :class:`~torch.nn.Module` mapping :obj:`inputs` to :obj:`[n, k]`
+                (e.g. a GNN over node features: an inductive encoder); for the
+                SVD form a pair :obj:`(right_model, left_model)`.
+            inputs: what the model is called with (a tensor or a tuple).
+            steps: maximum number of optimisation steps.
+            lr: learning rate (default: from the spectral bound for a table
+                with SGD, :obj:`1e-3` for Adam).
+            largest: learn the largest (else the smallest) eigenvalues; the
+                operator is shifted by its safe spectral bound so that they
+                become the top positive ones. Ignored for the SVD form.
+            tol: stop when the eigenvalue estimates change by less than
+                :obj:`tol` (relative to the spectral bound) between checks.
+            check_every: steps between convergence checks and progress updates.
+            callback: called as :obj:`callback(step, loss, eigenvalues)` at
+                every check; returning :obj:`True` stops the fit.
+            refine: finish with a Rayleigh-Ritz step on the learned subspace
+                (one :obj:`[k, k]` eigh; the output is then sorted).
+            init: warm start for a free table: a previous result or
+                :obj:`[n, k]` vectors.
+            svd: use the SVD form (default: when the operator is not symmetric).
+        """
+        if operator.shape is None:
+            raise TypeError("fit() takes a finite operator; sample-based operators "
+                            "(Hamiltonians, kernels) provide their own fitting entry point")
+        n = operator.shape[0]
+        if self.k >= n:
+            raise ValueError(f"k={self.k} must be smaller than the number of rows n={n}")
+        svd = (not operator.is_symmetric) if svd is None else svd
+        if not svd and not operator.is_symmetric:
+            raise ValueError("operator is not symmetric: use svd=True")
+        target = operator if svd else top_positive(operator, largest)
+        device, dtype = operator.device, operator.dtype
+        generator = torch.Generator().manual_seed(self.seed) if self.seed is not None else None
+
+        free_table = model is None
+        if free_table:
+            model = self._tables(target, n, svd, init, generator, dtype, device)
+        elif init is not None:
+            raise ValueError("init= warm-starts a free table; for a model, pass the "
+                             "already trained model instead")
+        models = tuple(model) if isinstance(model, (tuple, list)) else (model,)
+        if svd and len(models) != 2:
+            raise ValueError("the SVD form needs model=(right_model, left_model)")
+        for m in models:
+            for p in m.parameters():
+                if p.device != device:
+                    raise ValueError(f"model parameters are on {p.device} but the operator "
+                                     f"is on {device}; move one with .to()")
+        inputs = () if inputs is None else (inputs if isinstance(inputs, tuple) else (inputs,))
+
+        params = [p for m in models for p in m.parameters()]
+        opt_name = self.optimizer or ('sgd' if free_table else 'adam')
+        if opt_name == 'sgd':
+            # inner products are means over n rows, so a table's gradient carries
+            # a 1/n; the curvature of the loss is about 8 * bound / n
+            hi = max(abs(b) for b in target.spectral_bounds()) or 1.0
+            opt = torch.optim.SGD(params, lr=lr or self.step_scale * n / hi,
+                                  momentum=self.momentum, nesterov=True)
+        else:
+            opt = torch.optim.Adam(params, lr=lr or 1e-3)
+        loss_fn = self.loss.to(device)
+
+        scale = max(abs(b) for b in target.spectral_bounds()) or 1.0
+        losses: list[float] = []
+        history: list[Tensor] = []
+        previous, converged, step = None, False, 0
+        bar = tqdm(range(steps), disable=not progress, desc='NeuralSVD', leave=False)
+        for step in bar:
+            f = models[0](*inputs)
+            g = models[1](*inputs) if svd else None
+            self._check_width(f, n)
+            terms = target.lora_terms(f, g)
+            loss = loss_fn(terms)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"NestedLoRA loss became {loss.item()} at step {step}; lower lr "
+                    f"(now {opt.param_groups[0]['lr']:.3g}) or set grad_clip")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
+            opt.step()
+            losses.append(loss.item())
+            if (step + 1) % check_every == 0 or step == steps - 1:
+                with torch.no_grad():
+                    est = self._rayleigh(terms)
+                history.append(est.cpu())
+                shown = est if svd else target.original_eigenvalues(est)
+                bar.set_postfix(loss=f'{losses[-1]:.4g}',
+                                eig=' '.join(f'{v:.4g}' for v in shown[:4].tolist()))
+                if callback is not None and callback(step, losses[-1], shown.detach()):
+                    break
+                if free_table and not svd and self.ritz_restart:
+                    self._ritz_restart(target, models[0], opt)
+                if tol is not None and previous is not None and \
+                        float((est - previous).abs().max()) <= tol * scale:
+                    converged = True
+                    break
+                previous = est
+        bar.close()
+        with torch.no_grad():
+            f = models[0](*inputs)
+            g = models[1](*inputs) if svd else None
+            result = self._finish(target, f, g, refine, svd)
+        result.model = model if not free_table or svd else models[0]
+        result.loss_history = losses
+        result.eigenvalue_history = torch.stack(history) if history else None
+        result.steps, result.converged = step + 1, converged
+        return result
+
+    # ------------------------------------------------------------ helpers
+    def _check_width(self, f: Tensor, n: int) -> None:
+        if f.dim() != 2 or f.shape != (n, self.k):
+            raise ValueError(f"the model must output [{n}, {self.k}] (one row per node, "
+                             f"k={self.k} columns), got {tuple(f.shape)}")
+
+    def _tables(self, target, n, svd, init, generator, dtype, device):
+        def table(start):
+            return EigenTable(n, self.k, start, generator, dtype, device)
+        if init is None:
+            return (table(None), table(None)) if svd else table(None)
+        if isinstance(init, NeuralSVDResult):
+            if svd:
+                return (table(init.model[0].weight.detach()), table(init.model[1].weight.detach()))
+            return table(init.model.weight.detach())
+        # vectors: scale each column to the optimum norm |f_l|^2 = mu_l
+        V = _columns_normalized(init.to(device=device, dtype=dtype))
+        if V.shape != (n, self.k):
+            raise ValueError(f"init must have shape [{n}, {self.k}], got {tuple(init.shape)}")
+        if svd:
+            U = _columns_normalized(target.matmul(V))
+            s = (U * target.matmul(V)).sum(0).clamp_min(0)
+            return (table(V * (n * s).sqrt()), table(U * (n * s).sqrt()))
+        mu = (V * target.matmul(V)).sum(0).clamp_min(0)
+        return table(V * (n * mu).sqrt())
+
+    @staticmethod
+    @torch.no_grad()
+    def _ritz_restart(target, table: EigenTable, opt) -> None:
+        F = table.weight
+        Q = _ordered_orthonormal(F)
+        mu, S = torch.linalg.eigh(_sym(Q.transpose(0, 1) @ target.matmul(Q)))
+        mu, S = mu.flip(0).clamp_min(0), S.flip(1)
+        F.copy_(Q @ S * (F.size(0) * mu).sqrt())
+        # momentum refers to the old coordinates
+        opt.state.clear()
+
+    @staticmethod
+    def _rayleigh(terms: LoRATerms) -> Tensor:
+        f, g = terms.f, terms.g
+        nf = (f * f).mean(0)
+        if g is None:
+            return terms.cross / nf.clamp_min(torch.finfo(f.dtype).tiny)
+        ng = (g * g).mean(0)
+        return terms.cross / (nf * ng).sqrt().clamp_min(torch.finfo(f.dtype).tiny)
+
+    def _finish(self, target, f, g, refine, svd) -> NeuralSVDResult:
+        if svd:
+            Qf, Qg = _ordered_orthonormal(f), _ordered_orthonormal(g)
+            H = Qg.transpose(0, 1) @ target.matmul(Qf)
+            if refine:
+                U, S, Vh = torch.linalg.svd(H)
+                right, left = Qf @ Vh.transpose(0, 1), Qg @ U
+                values = S
+            else:
+                values = torch.diagonal(H)
+                sign = torch.where(values < 0, -1.0, 1.0).to(values.dtype)
+                right, left, values = Qf, Qg * sign, values.abs()
+            return NeuralSVDResult(values, right, None, left_vectors=left, right_vectors=right)
+        Q = _ordered_orthonormal(f)
+        H = Q.transpose(0, 1) @ target.matmul(Q)
+        if refine:
+            mu, S = torch.linalg.eigh(_sym(H))
+            mu, S = mu.flip(0), S.flip(1)
+            Q = Q @ S
+        else:
+            mu = torch.diagonal(H)
+        return NeuralSVDResult(target.original_eigenvalues(mu), fix_sign(Q), None)
