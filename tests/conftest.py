@@ -2,6 +2,11 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
+
+# The test problems are small: one intra-op thread avoids oversubscribing
+# the cores (2 here), which made some fits 30x slower when other jobs ran.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / 'shared' / 'data'

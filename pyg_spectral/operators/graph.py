@@ -1,6 +1,8 @@
 """Sparse graph matrices (adjacency, GCN, Laplacians, random walk) as operators."""
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 from torch_geometric.utils import (add_remaining_self_loops, coalesce, get_laplacian,
@@ -135,7 +137,10 @@ class GraphOperator(LinearOperator):
             # singular values of D^-1 A are at most sqrt(|.|_1 |.|_inf) = sqrt(max column sum)
             colsum = scatter(edge_weight, col, 0, dim_size=num_nodes, reduce='sum')
             bounds = (0.0, float(colsum.max()) ** 0.5)
-        matrix = to_torch_csr_tensor(edge_index, edge_weight, size=(num_nodes, num_nodes))
+        with warnings.catch_warnings():
+            # torch flags CSR as beta on every construction; nothing to act on
+            warnings.filterwarnings('ignore', message='Sparse (CSR tensor support|invariant checks)')
+            matrix = to_torch_csr_tensor(edge_index, edge_weight, size=(num_nodes, num_nodes))
         return cls(matrix, kind, bounds)
 
     @property

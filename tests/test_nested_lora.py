@@ -1,0 +1,102 @@
+"""The NestedLoRA gradient equals autograd of the plain formula."""
+import pytest
+import torch
+
+from pyg_spectral.losses import NestedLoRA
+from pyg_spectral.operators import LoRATerms, symmetric_cross
+
+
+def ip(a, b):
+    return (a * b).mean()
+
+
+def plain_lora(F, G, T, upto):
+    r"""L(f_{1:i}, g_{1:i}) straight from the definition, with T applied by
+    autograd (G is F for the EVD form)."""
+    TF = T @ F
+    out = 0
+    for l in range(upto):
+        out = out - 2 * ip(G[:, l], TF[:, l])
+        for m in range(upto):
+            out = out + ip(F[:, l], F[:, m]) * ip(G[:, l], G[:, m])
+    return out
+
+
+def _problem(svd, seed=0, n=9, k=4):
+    gen = torch.Generator().manual_seed(seed)
+    T = torch.randn(n, n, generator=gen, dtype=torch.float64)
+    if not svd:
+        T = T + T.T
+    F = torch.randn(n, k, generator=gen, dtype=torch.float64, requires_grad=True)
+    G = torch.randn(n, k, generator=gen, dtype=torch.float64, requires_grad=True) if svd else None
+    return T, F, G
+
+
+def _terms(T, F, G):
+    if G is None:
+        return LoRATerms(F, None, symmetric_cross(F, T @ F.detach()))
+    Tf, Ttg = T @ F.detach(), T.T @ G.detach()
+    cross = (G * Tf).mean(0) + (F * Ttg).mean(0) - (G.detach() * Tf).mean(0)
+    return LoRATerms(F, G, cross)
+
+
+@pytest.mark.parametrize('svd', [False, True])
+def test_joint_gradient_matches_autograd(svd):
+    k = 4
+    w = torch.tensor([0.4, 0.3, 0.2, 0.1], dtype=torch.float64)
+    T, F, G = _problem(svd, k=k)
+    loss = NestedLoRA(k, 'joint', level_weights=w).double()(_terms(T, F, G))
+    grads = torch.autograd.grad(loss, [F] + ([G] if svd else []))
+
+    F2 = F.detach().clone().requires_grad_()
+    G2 = G.detach().clone().requires_grad_() if svd else None
+    ref = sum(w[i] * plain_lora(F2, G2 if svd else F2, T, i + 1) for i in range(k))
+    ref_grads = torch.autograd.grad(ref, [F2] + ([G2] if svd else []))
+    assert torch.allclose(loss, ref)
+    for a, b in zip(grads, ref_grads):
+        assert torch.allclose(a, b, atol=1e-12)
+
+
+@pytest.mark.parametrize('svd', [False, True])
+def test_sequential_gradient_is_per_level_gradient(svd):
+    k = 4
+    T, F, G = _problem(svd, seed=1, k=k)
+    loss = NestedLoRA(k, 'sequential').double()(_terms(T, F, G))
+    grads = torch.autograd.grad(loss, [F] + ([G] if svd else []))
+    # value: the plain loss of all k components
+    assert torch.allclose(loss, plain_lora(F, G if svd else F, T, k))
+    for l in range(k):
+        # component l sees L(f_{1:l+1}) with earlier components held fixed
+        F2 = torch.cat([F[:, :l].detach(), F[:, l:l + 1].detach().requires_grad_()], 1)
+        leaf_f = F2[:, l:l + 1]
+        Fl = F2
+        if svd:
+            G2 = torch.cat([G[:, :l].detach(), G[:, l:l + 1].detach().requires_grad_()], 1)
+        ref = plain_lora(Fl, G2 if svd else Fl, T, l + 1)
+        # differentiate w.r.t. the l-th column only
+        inputs = [F2] + ([G2] if svd else [])
+        ref_grads = torch.autograd.grad(ref, inputs)
+        assert torch.allclose(grads[0][:, l], ref_grads[0][:, l], atol=1e-12)
+        if svd:
+            assert torch.allclose(grads[1][:, l], ref_grads[1][:, l], atol=1e-12)
+
+
+def test_split_batch_metric_is_unbiased_product_of_halves():
+    F = torch.randn(10, 3, dtype=torch.float64)
+    terms = LoRATerms(F, None, torch.zeros(3, dtype=torch.float64))
+    loss = NestedLoRA(3, 'joint', split_batch=True).double()(terms)
+    m1 = F[:5].T @ F[:5] / 5
+    m2 = F[5:].T @ F[5:] / 5
+    mask = NestedLoRA(3, 'joint').joint_mask.double()
+    assert torch.allclose(loss, (mask * m1 * m2).sum())
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match='k'):
+        NestedLoRA(0)
+    with pytest.raises(ValueError, match='nesting'):
+        NestedLoRA(3, 'parallel')
+    with pytest.raises(ValueError, match='level_weights'):
+        NestedLoRA(3, level_weights=torch.tensor([1.0, -1.0, 1.0]))
+    with pytest.raises(ValueError, match=r'f must have shape'):
+        NestedLoRA(3)(LoRATerms(torch.randn(5, 2), None, torch.zeros(2)))

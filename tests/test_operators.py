@@ -1,0 +1,109 @@
+import pytest
+import torch
+from torch_geometric.utils import erdos_renyi_graph, to_dense_adj
+
+from pyg_spectral.operators import GraphOperator, ShiftedOperator, top_positive
+
+from graphs import path_graph
+
+
+@pytest.fixture(scope='module')
+def graph():
+    torch.manual_seed(0)
+    ei = erdos_renyi_graph(40, 0.15)
+    # one isolated node (39) must not produce NaNs
+    ei = ei[:, (ei < 39).all(0)]
+    w = torch.rand(ei.size(1), dtype=torch.float64)
+    w = (w + w[_reverse_index(ei)]) / 2  # symmetric weights
+    return ei, w
+
+
+def _reverse_index(ei):
+    key = ei[0] * 1000 + ei[1]
+    rev = ei[1] * 1000 + ei[0]
+    return torch.argsort(key)[torch.searchsorted(key.sort().values, rev)]
+
+
+def _dense_reference(ei, w, n, kind):
+    A = to_dense_adj(ei, edge_attr=w, max_num_nodes=n)[0]
+    d = A.sum(1)
+    dis = torch.where(d > 0, d.pow(-0.5), torch.zeros_like(d))
+    I = torch.eye(n, dtype=A.dtype)
+    if kind == 'adjacency':
+        return A
+    if kind == 'gcn':
+        Ah = A + I
+        dh = Ah.sum(1).pow(-0.5)
+        return dh[:, None] * Ah * dh[None, :]
+    if kind == 'sym_adjacency':
+        return dis[:, None] * A * dis[None, :]
+    if kind == 'laplacian':
+        return torch.diag(d) - A
+    if kind == 'sym_laplacian':
+        return I - dis[:, None] * A * dis[None, :]
+    return torch.where(d > 0, 1 / d, torch.zeros_like(d))[:, None] * A
+
+
+@pytest.mark.parametrize('kind', ['adjacency', 'gcn', 'sym_adjacency', 'laplacian', 'sym_laplacian', 'rw'])
+def test_kinds_match_dense_formula_and_bounds(graph, kind):
+    ei, w = graph
+    op = GraphOperator.from_edge_index(ei, 40, w, kind=kind, dtype=torch.float64)
+    M = _dense_reference(ei, w, 40, kind)
+    # isolated node: PyG's sym Laplacian keeps L_ii = 1 (I - 0)
+    assert torch.allclose(op.to_dense(), M, atol=1e-12)
+    assert op.matrix.layout == torch.sparse_csr
+    X = torch.randn(40, 3, dtype=torch.float64)
+    assert torch.allclose(op.matmul(X), M @ X)
+    assert torch.allclose(op.rmatmul(X), M.T @ X)
+    lo, hi = op.spectral_bounds()
+    vals = torch.linalg.svdvals(M) if kind == 'rw' else torch.linalg.eigvalsh(M)
+    assert lo - 1e-9 <= float(vals.min()) and float(vals.max()) <= hi + 1e-9
+    assert op.is_symmetric == (kind != 'rw')
+
+
+def test_shift_maps_smallest_to_top_positive():
+    op = GraphOperator.from_edge_index(path_graph(10), kind='laplacian', dtype=torch.float64)
+    shifted = top_positive(op, largest=False)
+    ev = torch.linalg.eigvalsh(op.to_dense())
+    mu = torch.linalg.eigvalsh(shifted.matmul(torch.eye(10, dtype=torch.float64)))
+    assert (mu >= -1e-12).all()
+    assert torch.allclose(shifted.original_eigenvalues(mu.flip(0)), ev)
+    assert isinstance(shifted, ShiftedOperator)
+
+
+def test_to_changes_dtype_and_keeps_kind():
+    op = GraphOperator.from_edge_index(path_graph(5), kind='gcn').to(dtype=torch.float64)
+    assert op.dtype == torch.float64 and op.kind == 'gcn' and op.shape == (5, 5)
+    assert 'gcn' in repr(op)
+
+
+@pytest.mark.parametrize('args, error, match', [
+    (dict(edge_index=torch.tensor([[0, 1], [1, 0]], dtype=torch.int32)), TypeError, 'edge_index'),
+    (dict(edge_index=torch.tensor([0, 1, 1, 0])), ValueError, 'edge_index'),
+    (dict(edge_index=torch.tensor([[0, 5], [5, 0]]), num_nodes=3), ValueError, 'edge_index'),
+    (dict(edge_index=torch.tensor([[0, -1], [-1, 0]]), num_nodes=3), ValueError, 'edge_index'),
+    (dict(edge_index=torch.tensor([[0, 1], [1, 0]]), edge_weight=torch.tensor([1.0, float('nan')])),
+     ValueError, 'edge_weight'),
+    (dict(edge_index=torch.tensor([[0, 1], [1, 0]]), edge_weight=torch.tensor([1.0, float('inf')])),
+     ValueError, 'edge_weight'),
+    (dict(edge_index=torch.tensor([[0, 1], [1, 0]]), edge_weight=torch.tensor([1.0])), ValueError, 'edge_weight'),
+    (dict(edge_index=torch.tensor([[0, 1], [1, 2]]), is_undirected=True), ValueError, 'is_undirected=True'),
+    (dict(edge_index=torch.tensor([[0, 1], [1, 2]]), kind='gcn'), ValueError, 'directed'),
+    (dict(edge_index=torch.tensor([[0, 1], [1, 0]]), kind='normalized'), ValueError, 'kind'),
+])
+def test_bad_graph_input_names_the_argument(args, error, match):
+    with pytest.raises(error, match=match):
+        GraphOperator.from_edge_index(**args)
+
+
+def test_directed_graph_allowed_for_rw():
+    op = GraphOperator.from_edge_index(torch.tensor([[0, 1, 2], [1, 2, 0]]), kind='rw')
+    assert not op.is_symmetric
+
+
+def test_matmul_rejects_wrong_shape():
+    op = GraphOperator.from_edge_index(path_graph(5), kind='gcn')
+    with pytest.raises(ValueError, match=r'\[5, k\]'):
+        op.matmul(torch.randn(4, 2))
+    with pytest.raises(TypeError):
+        op.matmul([[1.0]])
