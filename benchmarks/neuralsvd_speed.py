@@ -7,7 +7,7 @@ AddLaplacianEigenvectorPE, cold and after a small change of the graph.
 
 Every row is checked against a trusted reference (dense float64 eigh where it
 fits, else float64 shift-invert Lanczos) and marked WRONG when its eigenvalue
-error exceeds 1e-3 (relative to the k-th eigenvalue) or its subspace sine
+error exceeds 1e-3 relative to max(lambda_k, 1e-3) or its subspace sine
 exceeds 0.05, rather than timed as if it were right.
 """
 from __future__ import annotations
@@ -108,22 +108,39 @@ def run_lobpcg(L, X0=None, niter=500):
     return w.numpy(), V.numpy(), f'niter<={niter}'
 
 
-def run_pyg(ei, n):
+def run_pyg(ei, n, L, ref):
     data = AddLaplacianEigenvectorPE(K - 1, is_undirected=True)(Data(edge_index=ei, num_nodes=n))
     pe = data.laplacian_eigenvector_pe.numpy()
-    return pe
+    # PyG returns k=15 vectors after the trivial one and no eigenvalues: add
+    # the trivial vector and take Rayleigh quotients
+    V = np.concatenate([ref.vectors[:, :1], pe], 1)
+    return np.einsum('ij,ij->j', V, L @ V), V, 'k=15 after the trivial one'
 
 
 def verdict(eig_err, sine, ref):
-    scale = max(abs(ref.values[K - 1]), 1e-12)
+    # relative to the k-th eigenvalue, floored at 1e-3 so that a cluster of
+    # zeros (Cora) asks for 1e-6 absolute, about float32 precision on [0, 2]
+    scale = max(abs(ref.values[K - 1]), 1e-3)
     return 'ok' if eig_err <= 1e-3 * scale and sine <= 0.05 else 'WRONG'
 
 
-def row(graph, regime, method, m, eig_err, sine, ref, note, base=None):
-    v = verdict(eig_err, sine, ref)
+def timed_row(graph, regime, method, run, ref, base=None):
+    r"""Runs :obj:`run() -> (values, vectors, note)` and formats its row;
+    a solver that raises (e.g. ARPACK's no-convergence) is reported as FAILED."""
+    with measured() as m:
+        try:
+            w, V, note = run()
+            failure = None
+        except Exception as err:  # the peers' own errors are results here
+            failure = f'{type(err).__name__}: {str(err)[:80]}'
     ratio = f'{m.seconds / base:.2f}' if base else ''
-    return (f'| {graph} | {regime} | {method} | {m.seconds:.3f} | {ratio} | {m.peak_mib:.0f} | '
-            f'{eig_err:.2e} | {sine:.2e} | {v} | {note} |')
+    if failure:
+        return m.seconds, None, (f'| {graph} | {regime} | {method} | {m.seconds:.3f} | {ratio} | '
+                                 f'{m.peak_mib:.0f} | - | - | FAILED | {failure} |')
+    eig_err, sine = errors(w, V, ref, K)
+    v = verdict(eig_err, sine, ref)
+    return m.seconds, V, (f'| {graph} | {regime} | {method} | {m.seconds:.3f} | {ratio} | '
+                          f'{m.peak_mib:.0f} | {eig_err:.2e} | {sine:.2e} | {v} | {note} |')
 
 
 def bench_graph(name, steps, tol, lines):
@@ -136,65 +153,39 @@ def bench_graph(name, steps, tol, lines):
                  f'K={len(ref.values)}; lambda_1..16 = {ref.values[0]:.3g} .. {ref.values[K - 1]:.3g}\n')
     lines.append('| graph | regime | method | seconds | / ours | peak MiB | eig err | subspace sine | verdict | note |')
     lines.append('|---|---|---|---|---|---|---|---|---|---|')
-    cold = {}
-    with measured() as m:
-        w, V, note = run_neuralsvd(ei, n, None, steps, tol)
-    ours = m.seconds
-    cold['ours'] = V
-    lines.append(row(name, 'cold', 'NeuralSVD (free table)', m, *errors(w, V, ref, K), ref, note, ours))
-    with measured() as m:
-        w, V, note = run_eigsh(L)
-    lines.append(row(name, 'cold', 'scipy eigsh SA', m, *errors(w, V, ref, K), ref, note, ours))
-    with measured() as m:
-        w, V, note = run_eigsh(L, shift_invert=True)
-    lines.append(row(name, 'cold', 'scipy eigsh shift-invert', m, *errors(w, V, ref, K), ref, note, ours))
-    with measured() as m:
-        w, V, note = run_lobpcg(L)
-    lines.append(row(name, 'cold', 'torch.lobpcg fp32', m, *errors(w, V, ref, K), ref, note, ours))
-    with measured() as m:
-        pe = run_pyg(ei, n)
-    # PyG returns no eigenvalues: Rayleigh quotients of its vectors, plus the trivial one
-    Vp = np.concatenate([ref.vectors[:, :1], pe], 1)
-    wp = np.einsum('ij,ij->j', Vp, L @ Vp)
-    lines.append(row(name, 'cold', 'PyG AddLaplacianEigenvectorPE', m, *errors(wp, Vp, ref, K), ref,
-                     'k=15 after the trivial one', ours))
-    sys.stdout.write('\n'.join(lines[-7:]) + '\n')
-    sys.stdout.flush()
+    ours, V_ours, line = timed_row(name, 'cold', 'NeuralSVD (free table)',
+                                   lambda: run_neuralsvd(ei, n, None, steps, tol), ref)
+    lines.append(line)
+    peers = [('scipy eigsh SA', lambda: run_eigsh(L)),
+             ('scipy eigsh shift-invert', lambda: run_eigsh(L, shift_invert=True)),
+             ('torch.lobpcg fp32', lambda: run_lobpcg(L)),
+             ('PyG AddLaplacianEigenvectorPE', lambda: run_pyg(ei, n, L, ref))]
+    for method, run in peers:
+        lines.append(timed_row(name, 'cold', method, run, ref, ours)[2])
+    print('\n'.join(lines[-7:]), flush=True)
 
-    # tracking: a small change of the graph, warm starts from the old solution
+    # tracking: a small change of the graph, warm starts from our cold solution
     for regime, (ei2, w2) in (('weights +-5%', perturb_weights(ei, n)),
                               ('1% edges rewired', rewire(ei, n))):
         L2 = sym_laplacian(ei2, n, w2)
         ref2 = reference_smallest(L2, K)
-        with measured() as m:
-            w, V, note = run_neuralsvd(ei2, n, w2, steps, tol, init=torch.as_tensor(cold['ours']),
-                                       check_every=5)
-        ours = m.seconds
-        lines.append(row(name, regime, 'NeuralSVD warm', m, *errors(w, V, ref2, K), ref2, note, ours))
-        with measured() as m:
-            w, V, note = run_eigsh(L2)
-        lines.append(row(name, regime, 'scipy eigsh SA cold', m, *errors(w, V, ref2, K), ref2, note, ours))
-        with measured() as m:
-            w, V, note = run_eigsh(L2, shift_invert=True)
-        lines.append(row(name, regime, 'scipy eigsh shift-invert cold', m, *errors(w, V, ref2, K), ref2,
-                         note, ours))
-        with measured() as m:
-            w, V, note = run_eigsh(L2, v0=cold['ours'].sum(1))
-        lines.append(row(name, regime, 'scipy eigsh SA, v0 from old', m, *errors(w, V, ref2, K), ref2,
-                         note, ours))
-        with measured() as m:
-            w, V, note = run_lobpcg(L2, X0=cold['ours'])
-        lines.append(row(name, regime, 'torch.lobpcg warm fp32', m, *errors(w, V, ref2, K), ref2,
-                         note, ours))
-        sys.stdout.write('\n'.join(lines[-5:]) + '\n')
-        sys.stdout.flush()
+        ours, _, line = timed_row(name, regime, 'NeuralSVD warm', lambda: run_neuralsvd(
+            ei2, n, w2, steps, tol, init=torch.as_tensor(V_ours), check_every=5), ref2)
+        lines.append(line)
+        peers = [('scipy eigsh SA cold', lambda: run_eigsh(L2)),
+                 ('scipy eigsh shift-invert cold', lambda: run_eigsh(L2, shift_invert=True)),
+                 ('scipy eigsh SA, v0 from old', lambda: run_eigsh(L2, v0=V_ours.sum(1))),
+                 ('torch.lobpcg warm fp32', lambda: run_lobpcg(L2, X0=V_ours))]
+        for method, run in peers:
+            lines.append(timed_row(name, regime, method, run, ref2, ours)[2])
+        print('\n'.join(lines[-5:]), flush=True)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--graphs', nargs='+', default=['Cora', 'CiteSeer', 'PubMed', 'geo100000'])
     p.add_argument('--steps', type=int, default=3000)
-    p.add_argument('--tol', type=float, default=1e-6)
+    p.add_argument('--tol', type=float, default=1e-5)
     p.add_argument('--out')
     args = p.parse_args()
     lines = [f'### NeuralSVD vs eigensolvers, k={K} smallest of the sym. normalized Laplacian',

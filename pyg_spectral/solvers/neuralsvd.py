@@ -237,6 +237,7 @@ class NeuralSVD:
             # term grows with |F|^2, so a random scale can diverge at once
             self._ritz_restart(target, models[0], opt)
         losses: list[float] = []
+        pending: list[Tensor] = []  # on-device losses: no sync every step on a GPU
         history: list[Tensor] = []
         previous, converged, step = None, False, 0
         bar = tqdm(range(steps), disable=not progress, desc='NeuralSVD', leave=False)
@@ -246,17 +247,14 @@ class NeuralSVD:
             self._check_width(f, n)
             terms = target.lora_terms(f, g)
             loss = loss_fn(terms)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    f"NestedLoRA loss became {loss.item()} at step {step}; lower lr "
-                    f"(now {opt.param_groups[0]['lr']:.3g}) or set grad_clip")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
             opt.step()
-            losses.append(loss.item())
+            pending.append(loss.detach())
             if (step + 1) % check_every == 0 or step == steps - 1:
+                self._flush_losses(pending, losses, opt)
                 with torch.no_grad():
                     est = self._rayleigh(terms)
                 history.append(est.cpu())
@@ -313,6 +311,17 @@ class NeuralSVD:
         return table(V * (n * mu).sqrt())
 
     @staticmethod
+    def _flush_losses(pending: list[Tensor], losses: list[float], opt) -> None:
+        values = torch.stack(pending).tolist()
+        pending.clear()
+        for value in values:
+            if not math.isfinite(value):
+                raise FloatingPointError(
+                    f"NestedLoRA loss became {value} at step {len(losses)}; lower lr "
+                    f"(now {opt.param_groups[0]['lr']:.3g}) or set grad_clip")
+            losses.append(value)
+
+    @staticmethod
     @torch.no_grad()
     def _ritz_restart(target, table: EigenTable, opt) -> float:
         r"""Rotates the table onto the Ritz vectors of its span, scaled to the
@@ -359,12 +368,15 @@ class NeuralSVD:
                 sign = torch.where(values < 0, -1.0, 1.0).to(values.dtype)
                 right, left, values = Qf, Qg * sign, values.abs()
             return NeuralSVDResult(values, right, None, left_vectors=left, right_vectors=right)
+        # Rayleigh quotients on the original operator: mapping back from the
+        # shifted one, (mu - beta) / alpha, cancels digits at the far end
         Q = _ordered_orthonormal(f)
-        H = Q.transpose(0, 1) @ target.matmul(Q)
+        H = _sym(Q.transpose(0, 1) @ target.operator.matmul(Q))
         if refine:
-            mu, S = torch.linalg.eigh(_sym(H))
-            mu, S = mu.flip(0), S.flip(1)
+            values, S = torch.linalg.eigh(H)
+            if target.alpha > 0:  # largest first
+                values, S = values.flip(0), S.flip(1)
             Q = Q @ S
         else:
-            mu = torch.diagonal(H)
-        return NeuralSVDResult(target.original_eigenvalues(mu), fix_sign(Q), None)
+            values = torch.diagonal(H)
+        return NeuralSVDResult(values, fix_sign(Q), None)
