@@ -1,0 +1,40 @@
+"""Checkpoints of long fits: written atomically, so an interrupted write never
+replaces the last good one."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+
+def rng_state() -> dict:
+    r"""The global torch RNG states (CPU and, when present, every CUDA
+    device), for exact resumption of anything that draws from them
+    (dropout, default initialisations)."""
+    state = {'cpu': torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state['cpu'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def save_checkpoint(path: str | os.PathLike, state: dict) -> None:
+    r"""Writes :obj:`state` (tensors, state dicts, numbers, lists) to
+    :obj:`path` through a temporary file and an atomic rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location=None) -> dict:
+    r"""Reads a checkpoint written by :func:`save_checkpoint` (tensors and
+    plain containers only: :obj:`weights_only` loading)."""
+    return torch.load(Path(path), map_location=map_location, weights_only=True)

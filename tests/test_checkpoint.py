@@ -1,0 +1,79 @@
+"""Long sampled fits: checkpoints resume exactly; a non-finite loss stops the
+fit naming the step and keeps the last good checkpoint."""
+import pytest
+import torch
+
+from pyg_spectral.nn import EigenfunctionMLP
+from pyg_spectral.operators import CDK, Hamiltonian
+from pyg_spectral.solvers import SampledNeuralSVD
+from pyg_spectral.solvers.checkpoint import load_checkpoint
+
+
+def make_fit(seed=0):
+    torch.manual_seed(seed)
+    # Hutchinson probes draw from the sampling generator too
+    op = Hamiltonian.harmonic_oscillator(2, hutchinson_probes=2)
+    model = EigenfunctionMLP(2, 3, hidden_channels=16, num_layers=2, fourier_features=8)
+    solver = SampledNeuralSVD(3, lr=1e-2, batch_size=32, ema_decay=0.9, warmup_steps=3)
+    return op, model, solver
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    op, model, solver = make_fit()
+    full = solver.fit(op, model, steps=20, progress=False, eval_samples=256, eval_batch_size=256)
+
+    path = tmp_path / 'fit.pt'
+    op, model, solver = make_fit()
+    stop_at = lambda step, loss, values: step + 1 == 10  # an "interruption" after step 10
+    solver.fit(op, model, steps=20, check_every=5, callback=stop_at, checkpoint=path,
+               checkpoint_every=5, progress=False, eval_samples=256, eval_batch_size=256)
+    assert load_checkpoint(path)['step'] == 10
+
+    # a fresh process: new model object with another initialisation
+    op, model, solver = make_fit(seed=123)
+    resumed = solver.fit(op, model, steps=20, checkpoint=path, checkpoint_every=5,
+                         progress=False, eval_samples=256, eval_batch_size=256)
+    assert resumed.steps == full.steps == 20
+    assert resumed.loss_history == full.loss_history
+    for a, b in zip(resumed.model.state_dict().values(), full.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert torch.equal(resumed.eigenvalues, full.eigenvalues)
+    assert load_checkpoint(path)['step'] == 20
+
+
+def test_checkpoint_of_another_fit_is_refused(tmp_path):
+    path = tmp_path / 'fit.pt'
+    op, model, solver = make_fit()
+    solver.fit(op, model, steps=4, checkpoint=path, checkpoint_every=2, progress=False,
+               eval_samples=64, eval_batch_size=64)
+    other = SampledNeuralSVD(3, lr=1e-3, batch_size=32)
+    with pytest.raises(ValueError, match='different fit'):
+        other.fit(op, model, steps=4, checkpoint=path, progress=False)
+
+
+class NaNAfter(torch.nn.Module):
+    """Wraps a model and returns NaN from its `calls`-th call on."""
+
+    def __init__(self, model, calls):
+        super().__init__()
+        self.model, self.calls, self.seen = model, calls, 0
+
+    def forward(self, x):
+        self.seen += 1
+        out = self.model(x)
+        return out * float('nan') if self.seen >= self.calls else out
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    op = CDK.gaussian(0.5)
+    f = NaNAfter(EigenfunctionMLP(1, 2, hidden_channels=8, num_layers=1), calls=8)
+    g = EigenfunctionMLP(1, 2, hidden_channels=8, num_layers=1)
+    path = tmp_path / 'fit.pt'
+    with pytest.raises(FloatingPointError, match=r"at step 7; the last good checkpoint "
+                                                 r"\(step 5\) is kept"):
+        SampledNeuralSVD(2, batch_size=16).fit(op, (f, g), steps=20, checkpoint=path,
+                                               checkpoint_every=5, progress=False)
+    state = load_checkpoint(path)
+    assert state['step'] == 5 and len(state['loss_history']) == 5
+    assert all(torch.isfinite(v).all() for v in state['models'].values())
