@@ -1,0 +1,278 @@
+"""Laplacian eigenvector positional encodings: a drop-in for PyG's
+:class:`~torch_geometric.transforms.AddLaplacianEigenvectorPE` that solves
+whole batches at once, on any device, is exact on disconnected graphs and can
+encode unseen graphs with a trained encoder."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.data import Batch, Data
+from torch_geometric.data.datapipes import functional_transform
+from torch_geometric.transforms import BaseTransform
+from torch_geometric.transforms.add_positional_encoding import add_node_attr
+from torch_geometric.utils import remove_self_loops, scatter
+
+from ..operators import GraphOperator
+from .eigensolvers import (LaplacianProblem, check_solver_kwargs, solve_arpack, solve_exact,
+                           solve_neuralsvd, solver_kwargs_for)
+from .encoder import encoder_solve
+from .nullspace import NullSpace
+
+METHODS = ('auto', 'exact', 'neuralsvd', 'arpack')
+NORMALIZATIONS = {'sym': 'sym_laplacian', None: 'laplacian'}
+
+
+def segment_sign(X: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+    r"""Signs :obj:`[G, k]` that make, in every graph and column of :obj:`X`
+    :obj:`[n, k]`, the entry of largest magnitude positive; entries within
+    :obj:`1e-6` (relative) of the largest count as ties, which go to the
+    lowest node index, so that symmetric eigenvectors (entries :math:`\pm m`)
+    get the same sign from every solver and after rounding to float32.
+    All-zero columns keep their sign."""
+    n = X.size(0)
+    mag = X.abs()
+    top = scatter(mag, batch, 0, dim_size=num_graphs, reduce='max')
+    index = torch.arange(n, device=X.device)[:, None].expand_as(X)
+    first = torch.where(mag >= top[batch] * (1 - 1e-6), index, torch.full_like(index, n))
+    first = scatter(first, batch, 0, dim_size=num_graphs, reduce='min').clamp_max(n - 1)
+    sign = torch.sign(X.gather(0, first))
+    return torch.where(sign == 0, torch.ones_like(sign), sign)
+
+
+@functional_transform('add_neuralsvd_pe')
+class AddNeuralSVDPE(BaseTransform):
+    r"""Adds the Laplacian eigenvector positional encoding (Dwivedi et al.,
+    "Benchmarking Graph Neural Networks") to a graph or to a whole
+    :class:`~torch_geometric.data.Batch` (functional name:
+    :obj:`add_neuralsvd_pe`), with the contract of PyG's
+    :class:`~torch_geometric.transforms.AddLaplacianEigenvectorPE`: the
+    :obj:`k` eigenvectors of the Laplacian after the trivial one, columns by
+    increasing eigenvalue, orthonormal (per graph), each column's sign flipped
+    at random by default.
+
+    It adds :obj:`data[attr_name]` :obj:`[num_nodes, k]` and the eigenvalues
+    :obj:`data[attr_name + '_eigenvalues']` :obj:`[num_graphs, k]` (one row
+    per graph, so that batching concatenates them). With
+    :obj:`attr_name=None` the encoding is concatenated to :obj:`data.x` and
+    the eigenvalues are stored as :obj:`data.laplacian_eigenvector_pe_eigenvalues`.
+
+    Conventions:
+
+    * **Disconnected graphs.** With :math:`c` components carrying a zero
+      eigenvalue (all components for :obj:`normalization=None`; all but
+      isolated nodes for :obj:`'sym'`, whose Laplacian entry there is 1), the
+      zero eigenvalue repeats :math:`c` times. *The trivial one* is the
+      stationary direction of the whole graph, :math:`D^{1/2} 1` (or
+      :math:`1`); the next :math:`\min(k, c-1)` columns are the rest of the
+      zero eigenspace in a fixed basis: column :math:`j` contrasts the
+      :math:`(j+1)`-th largest component with the :math:`j` larger ones
+      (Helmert basis, eigenvalue exactly 0); the remaining columns are the
+      smallest non-zero eigenpairs of the whole graph. The zero eigenspace is
+      built from the connected components, never solved for, which is why
+      the result is right where iterative solvers return only part of it.
+    * **Small graphs.** A graph with :math:`n \le k` nodes (fewer than
+      :math:`k + 1`) has only :math:`n - 1` non-trivial eigenvectors; the
+      other columns are zero and their eigenvalues 0.
+    * **Signs.** With :obj:`random_sign=False` the entry of largest magnitude
+      of each column (per graph) is positive, ties (within 1e-6 relative)
+      going to the lowest node index. With :obj:`random_sign=True` that column is then multiplied by a
+      random sign, drawn per graph and column from :obj:`seed` (or from
+      :obj:`torch`'s global generator when :obj:`seed=None`, as PyG does).
+      The same :obj:`seed` gives bit-identical output on the same device.
+
+    Args:
+        k: number of non-trivial eigenvectors.
+        attr_name: attribute to store the encoding in (:obj:`None`:
+            concatenate to :obj:`data.x`).
+        is_undirected: accepted for compatibility with PyG; the graph must be
+            undirected either way (checked; a directed graph raises
+            :class:`ValueError`: symmetrise it with
+            :func:`torch_geometric.utils.to_undirected`).
+        normalization: :obj:`'sym'` (:math:`I - D^{-1/2} A D^{-1/2}`, as PyG)
+            or :obj:`None` (:math:`D - A`).
+        method: :obj:`'exact'` (batched dense :func:`torch.linalg.eigh` on
+            padded blocks), :obj:`'neuralsvd'` (NestedLoRA on the deflated,
+            shifted Laplacian, sparse, on :obj:`device`), :obj:`'arpack'`
+            (SciPy's :func:`~scipy.sparse.linalg.eigsh` on the deflated
+            Laplacian, sparse, CPU) or :obj:`'auto'`: exact for graphs of at
+            most :attr:`EXACT_THRESHOLD` nodes, and above it ARPACK on a CPU,
+            NeuralSVD on an accelerator (crossover measured in
+            ``benchmarks/pe_speed.py``). Graphs of fewer than
+            :attr:`SPARSE_MIN_NODES` nodes always go to exact, in every
+            method: there a sparse solver is slower, and ARPACK unreliable
+            (its Krylov space cannot outgrow the number of distinct
+            eigenvalues, which is small for trees and other symmetric
+            graphs; it returned wrong pairs on such molecule-like graphs).
+        encoder: a trained :class:`~pyg_spectral.transforms.PEEncoder`:
+            inductive mode, no eigensolve (see its docs); overrides
+            :obj:`method` for graphs it can encode.
+        device: where to solve (default: the data's device); the result comes
+            back on the data's device.
+        random_sign: flip each column's sign at random (as PyG).
+        seed: seed of the random signs and of the iterative solvers' starts.
+        **solver_kwargs: passed to the solver: for :obj:`'neuralsvd'` any
+            argument of :class:`~pyg_spectral.solvers.NeuralSVD` or its
+            :meth:`fit` (default :obj:`steps=4000, tol=1e-11`); for
+            :obj:`'arpack'` any of :func:`eigsh` (default :obj:`tol=1e-8`) and
+            :obj:`max_rounds` (default 8; 1 skips the round that recovers
+            missed copies of repeated eigenvalues), :obj:`dtype` (default
+            float64; float32 is PyG's precision, ~1.8x faster), :obj:`oversample`.
+    """
+    EXACT_THRESHOLD: int = 256
+    SPARSE_MIN_NODES: int = 64
+
+    def __init__(
+        self,
+        k: int,
+        attr_name: str | None = 'laplacian_eigenvector_pe',
+        is_undirected: bool = False,
+        normalization: str | None = 'sym',
+        method: str = 'auto',
+        encoder: nn.Module | None = None,
+        device: torch.device | str | None = None,
+        random_sign: bool = True,
+        seed: int | None = None,
+        **solver_kwargs: Any,
+    ) -> None:
+        if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        if method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be 'sym' or None, got {normalization!r}")
+        if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):
+            raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
+        if encoder is not None and getattr(encoder, 'k', k) < k:
+            raise ValueError(f"encoder outputs {encoder.k} columns, fewer than k={k}")
+        check_solver_kwargs(method, solver_kwargs)
+        self.k, self.attr_name, self.is_undirected = k, attr_name, is_undirected
+        self.normalization, self.method, self.encoder = normalization, method, encoder
+        self.device = torch.device(device) if device is not None else None
+        self.random_sign, self.seed, self.solver_kwargs = random_sign, seed, solver_kwargs
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}(k={self.k}, method={self.method!r}, '
+                f'normalization={self.normalization!r})')
+
+    # ------------------------------------------------------------ transform
+    def forward(self, data: Data) -> Data:
+        if data.edge_index is None:
+            raise ValueError("data has no edge_index")
+        is_batch = isinstance(data, Batch)
+        batch = data.batch if is_batch else None
+        pe, values = self.encode(data.edge_index, data.num_nodes,
+                                 data.get('edge_weight'), batch)
+        data = add_node_attr(data, pe, attr_name=self.attr_name)
+        name = self.attr_name or 'laplacian_eigenvector_pe'
+        data[name + '_eigenvalues'] = values
+        if is_batch:  # so that Batch.to_data_list() splits the new attributes
+            ptr = data.ptr.cpu()
+            if self.attr_name is not None:
+                data._slice_dict[self.attr_name] = ptr
+                data._inc_dict[self.attr_name] = torch.zeros(ptr.numel() - 1, dtype=torch.long)
+            data._slice_dict[name + '_eigenvalues'] = torch.arange(ptr.numel())
+            data._inc_dict[name + '_eigenvalues'] = torch.zeros(ptr.numel() - 1, dtype=torch.long)
+        return data
+
+    def encode(self, edge_index: Tensor, num_nodes: int | None = None,
+               edge_weight: Tensor | None = None,
+               batch: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        r"""The encoding :obj:`[n, k]` and eigenvalues :obj:`[G, k]` of a graph
+        or of a batch (:obj:`batch` :obj:`[n]`, sorted, as PyG's), on the
+        device of :obj:`edge_index`."""
+        out_device = edge_index.device
+        problem = self.problem(edge_index, num_nodes, edge_weight, batch)
+        G, n, k = problem.num_graphs, problem.batch.numel(), self.k
+        r = int(problem.q.max()) if G else 0
+        vectors = problem.null.basis.new_zeros(n, r)
+        values = problem.null.basis.new_zeros(G, r)
+        self._solve(problem, vectors, values)
+
+        # assemble: zero-eigenspace contrasts first, then the non-zero pairs
+        zeros = (problem.null.count - 1).clamp(0, k)  # [G]
+        cols = torch.arange(k, device=vectors.device)
+        source = cols[None, :] - zeros[:, None]  # [G, k]: column of `vectors`
+        from_solver = (source >= 0) & (source < problem.q[:, None])
+        source = source.clamp(0, max(r - 1, 0))
+        g = problem.batch
+        contrasts = problem.null.contrasts(k, g)
+        if r > 0:
+            solved = vectors.gather(1, source[g]) * from_solver[g]
+            eig = values.gather(1, source) * from_solver
+        else:
+            solved, eig = torch.zeros_like(contrasts), contrasts.new_zeros(G, k)
+        pe = torch.where(cols[None, :] < zeros[g][:, None], contrasts, solved)
+
+        sign = segment_sign(pe, g, G)
+        if self.random_sign:
+            generator = None
+            if self.seed is not None:
+                generator = torch.Generator().manual_seed(self.seed)
+            flips = 2 * torch.randint(0, 2, (G, k), generator=generator) - 1
+            sign = sign * flips.to(sign)
+        pe = pe * sign[g]
+        dtype = torch.get_default_dtype()
+        return pe.to(out_device, dtype), eig.to(out_device, dtype)
+
+    # --------------------------------------------------------------- pieces
+    def problem(self, edge_index: Tensor, num_nodes: int | None,
+                edge_weight: Tensor | None, batch: Tensor | None) -> LaplacianProblem:
+        r"""The deflated Laplacian of the graph or batch, on :attr:`device`."""
+        device = self.device or edge_index.device
+        edge_index = edge_index.to(device)
+        if edge_weight is not None:
+            edge_weight = edge_weight.to(device)
+        laplacian = GraphOperator.from_edge_index(
+            edge_index, num_nodes, edge_weight, kind=NORMALIZATIONS[self.normalization],
+            dtype=torch.float64)
+        n = laplacian.num_nodes
+        if batch is None:
+            batch = torch.zeros(n, dtype=torch.long, device=device)
+        else:
+            batch = batch.to(device)
+            if batch.shape != (n,) or (batch.numel() > 1 and (batch[1:] < batch[:-1]).any()):
+                raise ValueError(f"batch must be a sorted vector of {n} graph indices")
+        G = int(batch.max()) + 1 if n else 0
+        sizes = torch.bincount(batch, minlength=G)
+        ptr = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
+
+        weight = torch.ones(edge_index.size(1), device=device, dtype=torch.float64) \
+            if edge_weight is None else edge_weight.to(torch.float64)
+        loopless, weight = remove_self_loops(edge_index, weight)
+        null = NullSpace.of_graph(loopless, weight, n, batch, G, self.normalization)
+        zeros = (null.count - 1).clamp(0, self.k)
+        # n - 1 non-trivial pairs at most, also for a graph without edges
+        q = torch.minimum(self.k - zeros, sizes - null.count.clamp_min(1))
+        shift = 1.05 * laplacian.spectral_bounds()[1] or 1.0
+        return LaplacianProblem(laplacian, null, batch, ptr, q, shift, loopless, weight)
+
+    def _sparse_method(self, device: torch.device) -> str:
+        if self.method != 'auto':
+            return self.method
+        return 'arpack' if device.type == 'cpu' else 'neuralsvd'
+
+    def _solve(self, problem: LaplacianProblem, vectors: Tensor, values: Tensor) -> None:
+        sizes, q = problem.sizes(), problem.q
+        wanted = q > 0
+        if self.encoder is not None:
+            done = encoder_solve(self.encoder, problem, vectors, values, self.seed)
+            wanted &= ~done
+        if self.method == 'exact':
+            small = wanted
+        else:
+            small = wanted & ((q >= sizes - 1) | (sizes < self.SPARSE_MIN_NODES))
+            if self.method == 'auto' and self.encoder is None:
+                small |= wanted & (sizes <= self.EXACT_THRESHOLD)
+        solve_exact(problem, small.nonzero().view(-1), vectors, values)
+        method = self._sparse_method(vectors.device)
+        kwargs = solver_kwargs_for(method, self.solver_kwargs)
+        for g in (wanted & ~small).nonzero().view(-1).tolist():
+            if method == 'arpack':
+                vec, val = solve_arpack(problem, g, self.seed, **kwargs)
+            else:
+                vec, val = solve_neuralsvd(problem, g, self.seed, self.device, **kwargs)
+            a, b, t = int(problem.ptr[g]), int(problem.ptr[g + 1]), val.numel()
+            vectors[a:b, :t] = vec.to(vectors)
+            values[g, :t] = val.to(values)

@@ -1,0 +1,277 @@
+"""The smallest non-trivial Laplacian eigenpairs of every graph of a batch,
+by three solvers: batched dense :func:`torch.linalg.eigh` on padded blocks
+(small graphs), NeuralSVD (sparse, any device) and ARPACK (sparse, CPU).
+
+All work on :class:`LaplacianProblem`, the Laplacian of a batch with its
+zero eigenspace deflated (:class:`~pyg_spectral.transforms.nullspace.DeflatedLaplacian`),
+and return, for the graphs they are given, the :obj:`q[g]` smallest
+eigenpairs of the deflated Laplacian, i.e. the non-zero part of the spectrum.
+"""
+from __future__ import annotations
+
+import contextlib
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.linalg import LinearOperator as ScipyOperator, eigsh
+from torch import Tensor
+
+from ..operators import GraphOperator
+from ..solvers import NeuralSVD
+from .nullspace import DeflatedLaplacian, NullSpace
+
+
+@dataclass
+class LaplacianProblem:
+    r"""The Laplacian of a batch of graphs and what the solvers need.
+
+    Attributes:
+        laplacian: the whole (block-diagonal) Laplacian.
+        null: its zero eigenspace.
+        batch: :obj:`[n]` graph of every node (sorted).
+        ptr: :obj:`[G + 1]` node offsets of the graphs.
+        q: :obj:`[G]` number of non-zero eigenpairs wanted per graph.
+        shift: where the zero eigenvalues are moved (above the spectrum).
+        edge_index, edge_weight: the graph without self-loops (what GNN
+            encoders consume).
+    """
+    laplacian: GraphOperator
+    null: NullSpace
+    batch: Tensor
+    ptr: Tensor
+    q: Tensor
+    shift: float
+    edge_index: Tensor
+    edge_weight: Tensor
+
+    @property
+    def num_graphs(self) -> int:
+        return self.ptr.numel() - 1
+
+    def sizes(self) -> Tensor:
+        return self.ptr[1:] - self.ptr[:-1]
+
+    def graph_operator(self, g: int) -> DeflatedLaplacian:
+        r"""The deflated Laplacian of graph :obj:`g` alone (a view of its rows)."""
+        if self.num_graphs == 1:
+            return DeflatedLaplacian(self.laplacian, self.null, self.shift)
+        a, b = int(self.ptr[g]), int(self.ptr[g + 1])
+        M = self.laplacian.matrix
+        crow = M.crow_indices()[a:b + 1]
+        lo, hi = int(crow[0]), int(crow[-1])
+        sub = torch.sparse_csr_tensor(crow - lo, M.col_indices()[lo:hi] - a, M.values()[lo:hi],
+                                      size=(b - a, b - a))
+        op = GraphOperator(sub, self.laplacian.kind, self.laplacian.spectral_bounds())
+        n = self.null
+        comps, labels = torch.unique(n.labels[a:b], return_inverse=True)
+        null = NullSpace(labels, torch.zeros_like(comps), n.rank[comps], n.basis[a:b],
+                         n.sqrt_mass[a:b], n.volume[comps], n.count[g:g + 1])
+        return DeflatedLaplacian(op, null, self.shift)
+
+
+@contextlib.contextmanager
+def _threads(num: int):
+    r"""Runs a block with :obj:`num` intra-op threads. LAPACK gains nothing
+    from threads on tiny matrices, and on a loaded machine its threads spin
+    on busy cores: a batch of 32x32 eigh runs ~50x slower with 2 threads
+    than with 1 here (see benchmarks/results/pe.md)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(num)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _buckets(sizes: Tensor, graphs: Tensor, granularity: int = 8,
+             max_entries: int = 1 << 24) -> list[tuple[Tensor, int]]:
+    r"""Groups graphs of similar size into padded blocks of at most
+    :obj:`max_entries` matrix entries: :obj:`(graph ids, padded size)`."""
+    padded = ((sizes[graphs] + granularity - 1) // granularity) * granularity
+    out = []
+    for size in torch.unique(padded).tolist():
+        ids = graphs[padded == size]
+        per_chunk = max(1, max_entries // (size * size))
+        out.extend((chunk, size) for chunk in ids.split(per_chunk))
+    return out
+
+
+def solve_exact(problem: LaplacianProblem, graphs: Tensor, vectors: Tensor,
+                values: Tensor) -> None:
+    r"""Dense :func:`torch.linalg.eigh` on padded blocks of the deflated
+    Laplacians of :obj:`graphs`; writes the :obj:`q[g]` smallest eigenpairs
+    into :obj:`vectors` :obj:`[n, r]` and :obj:`values` :obj:`[G, r]`."""
+    if graphs.numel() == 0:
+        return
+    L, null, ptr = problem.laplacian, problem.null, problem.ptr
+    coo = L.matrix.to_sparse_coo().coalesce()
+    (row, col), weight = coo.indices(), coo.values()
+    batch = problem.batch
+    local = torch.arange(batch.numel(), device=batch.device) - ptr[batch]
+    sizes, r = problem.sizes(), vectors.size(1)
+    pad_value = 2 * problem.shift  # padding rows sort after the deflated zeros
+    for ids, size in _buckets(sizes, graphs):
+        B = ids.numel()
+        block_of = torch.full((problem.num_graphs,), -1, dtype=torch.long, device=batch.device)
+        block_of[ids] = torch.arange(B, device=batch.device)
+        node_block = block_of[batch]
+        nodes = (node_block >= 0).nonzero().view(-1)
+        edges = (node_block[row] >= 0).nonzero().view(-1)
+        dense = weight.new_zeros(B, size, size)
+        dense.index_put_((node_block[row[edges]], local[row[edges]], local[col[edges]]),
+                         weight[edges], accumulate=True)
+        u = weight.new_zeros(B, size)
+        u[node_block[nodes], local[nodes]] = null.basis[nodes]
+        comp = torch.full((B, size), -1, dtype=torch.long, device=batch.device)
+        comp[node_block[nodes], local[nodes]] = null.labels[nodes]
+        same = (comp[:, :, None] == comp[:, None, :]) & (comp[:, :, None] >= 0)
+        dense += problem.shift * u[:, :, None] * u[:, None, :] * same
+        pad = torch.arange(size, device=batch.device)[None, :] >= sizes[ids][:, None]
+        dense.diagonal(dim1=1, dim2=2).add_(pad * pad_value)
+        with _threads(1) if size <= 128 and dense.device.type == 'cpu' else contextlib.nullcontext():
+            evals, evecs = torch.linalg.eigh(dense)
+        t = min(r, size)
+        keep = torch.arange(t, device=batch.device)[None, :] < problem.q[ids][:, None]
+        values[ids, :t] = torch.where(keep, evals[:, :t], torch.zeros_like(evals[:, :t]))
+        picked = evecs[node_block[nodes], local[nodes], :t]
+        vectors[nodes, :t] = picked * keep[node_block[nodes]]
+
+
+def _problem_seed(seed: int | None, g: int) -> int | None:
+    return None if seed is None else seed * 1_000_003 + g
+
+
+def _split_kwargs(kwargs: dict, *targets) -> list[dict]:
+    r"""Routes keyword arguments to the callables that accept them."""
+    out, used = [], set()
+    for target in targets:
+        names = set(inspect.signature(target).parameters)
+        out.append({key: v for key, v in kwargs.items() if key in names})
+        used |= names
+    unknown = set(kwargs) - used
+    if unknown:
+        raise TypeError(f"unexpected solver keyword argument(s) {sorted(unknown)}")
+    return out
+
+
+def _accepted(method: str) -> set[str]:
+    targets = {'neuralsvd': (NeuralSVD.__init__, NeuralSVD.fit), 'arpack': (solve_arpack, eigsh),
+               'exact': ()}[method]
+    return set().union(*(inspect.signature(t).parameters for t in targets)) - {'self'}
+
+
+def check_solver_kwargs(method: str, kwargs: dict) -> None:
+    r"""Raises :class:`TypeError` for keyword arguments that the solver(s)
+    of :obj:`method` do not take (:obj:`'auto'` accepts those of either)."""
+    names = _accepted('neuralsvd') | _accepted('arpack') if method == 'auto' else _accepted(method)
+    unknown = set(kwargs) - names
+    if unknown:
+        raise TypeError(f"unexpected solver keyword argument(s) {sorted(unknown)} "
+                        f"for method={method!r}")
+
+
+def solver_kwargs_for(method: str, kwargs: dict) -> dict:
+    r"""The part of :obj:`kwargs` that the solver of :obj:`method` takes."""
+    names = _accepted(method)
+    return {key: value for key, value in kwargs.items() if key in names}
+
+
+# tol bounds the Ritz residuals relative to the spectral bound; 1e-5 is
+# about the float32 floor there (a smaller value only runs out the steps)
+NEURALSVD_DEFAULTS = dict(steps=4000, tol=1e-5, check_every=25)
+
+
+def solve_neuralsvd(problem: LaplacianProblem, g: int, seed: int | None,
+                    device: torch.device | None, **kwargs) -> tuple[Tensor, Tensor]:
+    r"""NeuralSVD (free table, Nesterov SGD with Rayleigh-Ritz restarts) on
+    the deflated Laplacian of graph :obj:`g`, on :obj:`device`; returns
+    :obj:`(vectors [n_g, q], values [q])` ascending. :obj:`kwargs` go to
+    :class:`~pyg_spectral.solvers.NeuralSVD` or its :meth:`fit`."""
+    q = int(problem.q[g])
+    op = problem.graph_operator(g)
+    if device is not None:
+        op = op.to(device)
+    init_kw, fit_kw = _split_kwargs(kwargs, NeuralSVD.__init__, NeuralSVD.fit)
+    init_kw.setdefault('seed', _problem_seed(seed, g))
+    fit_kw = {**NEURALSVD_DEFAULTS, 'progress': False, **fit_kw}
+    result = NeuralSVD(q, **init_kw).fit(op, largest=False, refine=True, **fit_kw)
+    return result.eigenvectors, result.eigenvalues
+
+
+ARPACK_DEFAULTS = dict(tol=1e-8, which='SA')
+
+
+def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
+                 oversample: int | None = None, max_rounds: int = 8,
+                 dtype: torch.dtype = torch.float64, **kwargs) -> tuple[Tensor, Tensor]:
+    r"""SciPy's ARPACK (:func:`scipy.sparse.linalg.eigsh`, CPU, float64) on the
+    deflated Laplacian of graph :obj:`g`, started from seeded vectors so that
+    the result is reproducible; returns :obj:`(vectors [n_g, q], values [q])`.
+    :obj:`kwargs` go to :func:`eigsh` (:obj:`tol`, :obj:`ncv`, :obj:`maxiter`, ...).
+
+    A single-vector Krylov method sees one direction per eigenspace: on a
+    64-cycle, whose eigenvalues are all double, plain ARPACK returned one copy
+    of each and no warning. So the solve is repeated on the operator with
+    the pairs found so far also deflated, from a fresh start, until a round
+    finds nothing below the current :obj:`q`-th eigenvalue (the missed copies
+    are then the smallest left, so a round finds them; with no repeated
+    eigenvalues this costs one extra, smaller, round; :obj:`max_rounds=1`
+    skips it and trusts ARPACK, as PyG does). The first round computes
+    :obj:`oversample` extra pairs (default 0). :obj:`dtype=torch.float32`
+    runs ARPACK in single precision as PyG's transform does (its Laplacian
+    is float32): ~1.8x faster on PubMed, subspace error ~1e-5 there instead
+    of ~1e-13, too coarse for the tightly clustered low end of large meshes."""
+    q = int(problem.q[g])
+    op = problem.graph_operator(g).to('cpu', torch.float64)
+    M = op.laplacian.matrix
+    n = M.size(0)
+    real = {torch.float32: np.float32, torch.float64: np.float64}[dtype]
+    L = sp.csr_matrix((M.values().numpy().astype(real), M.col_indices().numpy(),
+                       M.crow_indices().numpy()), shape=(n, n))
+    null = op.null
+    N = sp.csr_matrix((null.basis.numpy(), (np.arange(n), null.labels.numpy())),
+                      shape=(n, null.num_components))
+    # few components: one dense block with the locked vectors (ARPACK calls
+    # apply() hundreds of times per solve, so per-call overhead counts)
+    dense_null = N.toarray().astype(real) if null.num_components <= 64 else np.zeros((n, 0), real)
+    NT = N.T.tocsr()
+    generator = torch.Generator().manual_seed(s) if (s := _problem_seed(seed, g)) is not None else None
+    options = {**ARPACK_DEFAULTS, **kwargs}
+    extra = 0 if oversample is None else oversample
+    found_vectors, found_values = np.zeros((n, 0), real), np.zeros(0, real)
+    for round_ in range(max_rounds):
+        locked = np.concatenate([dense_null, found_vectors], 1)
+
+        def apply(X: np.ndarray, locked=locked) -> np.ndarray:
+            out = L @ X + op.shift * (locked @ (locked.T @ X))
+            return out if dense_null.shape[1] else out + op.shift * (N @ (NT @ X))
+
+        v0 = torch.randn(n, generator=generator, dtype=torch.float64).numpy().astype(real)
+        wanted = min((q + extra) if round_ == 0 else max(4, q // 2),
+                     n - 2 - found_vectors.shape[1])
+        if wanted <= 0:
+            break
+        if round_ == 0 and null.num_components == 1:
+            # connected: the plain sparse matrix (ARPACK's matvecs stay in C,
+            # ~5x faster on PubMed) and one more pair, the simple trivial one
+            values, vectors = eigsh(L, k=wanted + 1, v0=v0, **options)
+            trivial = np.argmax(np.abs(dense_null[:, 0] @ vectors))
+            values, vectors = np.delete(values, trivial), np.delete(vectors, trivial, 1)
+        else:
+            scipy_op = ScipyOperator((n, n), matvec=apply, matmat=apply, dtype=real)
+            values, vectors = eigsh(scipy_op, k=wanted, v0=v0, **options)
+        bound = found_values[q - 1] if found_values.size >= q else np.inf
+        slack = max(options['tol'], np.finfo(real).eps ** 0.5) * max(1.0, abs(bound))
+        new = values < bound - slack if round_ else values < np.inf
+        if not new.any():
+            break
+        found_values = np.concatenate([found_values, values[new]])
+        found_vectors = np.concatenate([found_vectors, vectors[:, new]], 1)
+        order = np.argsort(found_values)[:q + extra]
+        found_values, found_vectors = found_values[order], found_vectors[:, order]
+    order = np.argsort(found_values)[:q]
+    vectors = torch.from_numpy(np.ascontiguousarray(found_vectors[:, order])).double()
+    return vectors, torch.from_numpy(found_values[order].copy()).double()

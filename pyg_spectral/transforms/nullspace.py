@@ -1,0 +1,172 @@
+"""The zero eigenspace of a graph Laplacian in closed form, and an operator
+that moves it out of the way of an eigensolver.
+
+With :math:`c` connected components the Laplacian's zero eigenvalue repeats
+:math:`c` times (isolated nodes do not count for the normalised Laplacian,
+whose entry there is 1). Iterative eigensolvers struggle with such a cluster
+and silently return only part of it; here it is never solved for: it is
+spanned by one known vector per component, :math:`D^{1/2} 1_C` (normalised
+Laplacian) or :math:`1_C` (combinatorial), and the solvers work on the
+Laplacian with that span shifted above the rest of the spectrum.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.csgraph import connected_components
+from torch import Tensor
+from torch_geometric.utils import scatter
+
+from ..operators import LinearOperator
+
+
+@dataclass
+class NullSpace:
+    r"""The zero eigenspace of the Laplacian of one graph or of a batch.
+
+    Attributes:
+        labels: :obj:`[n]` connected component of every node.
+        graph_of_component: :obj:`[c]` graph (batch entry) of every component.
+        rank: :obj:`[c]` position of each zero-eigenvalue component inside its
+            graph, largest first (ties: lowest node index); :obj:`-1` for a
+            component without a zero eigenvalue (an isolated node under the
+            normalised Laplacian).
+        basis: :obj:`[n]` value at every node of its component's unit
+            zero-eigenvector :math:`\sqrt{m_i / \mathrm{vol}(C)}` (:math:`m_i`
+            the degree, or 1 for the combinatorial Laplacian).
+        sqrt_mass: :obj:`[n]` :math:`\sqrt{m_i}`.
+        volume: :obj:`[c]` :math:`\mathrm{vol}(C) = \sum_{i \in C} m_i`.
+        count: :obj:`[G]` number of zero eigenvalues of every graph.
+    """
+    labels: Tensor
+    graph_of_component: Tensor
+    rank: Tensor
+    basis: Tensor
+    sqrt_mass: Tensor
+    volume: Tensor
+    count: Tensor
+
+    @property
+    def num_components(self) -> int:
+        return self.volume.numel()
+
+    @classmethod
+    def of_graph(cls, edge_index: Tensor, edge_weight: Tensor, num_nodes: int,
+                 batch: Tensor, num_graphs: int, normalization: str | None) -> 'NullSpace':
+        r"""Computes the components (on the CPU: one linear-time pass) of the
+        graph given by a self-loop-free, non-negatively weighted
+        :obj:`edge_index`; :obj:`batch` :obj:`[n]` says which graph each node
+        belongs to (components never cross graphs)."""
+        device, dtype = edge_weight.device, edge_weight.dtype
+        keep = edge_weight != 0
+        row, col = edge_index[:, keep].cpu().numpy()
+        adj = sp.coo_matrix((np.ones(row.size), (row, col)), shape=(num_nodes, num_nodes))
+        c, labels_np = connected_components(adj, directed=False)
+        labels = torch.from_numpy(labels_np).to(device=device, dtype=torch.long)
+
+        if normalization == 'sym':
+            mass = scatter(edge_weight, edge_index[0], 0, dim_size=num_nodes, reduce='sum')
+        else:
+            mass = torch.ones(num_nodes, device=device, dtype=dtype)
+        volume = scatter(mass, labels, 0, dim_size=c, reduce='sum')
+        size = scatter(torch.ones_like(mass), labels, 0, dim_size=c, reduce='sum')
+        first = scatter(torch.arange(num_nodes, device=device), labels, 0, dim_size=c, reduce='min')
+        graph_of_component = batch[first]
+
+        # order: by graph, zero-eigenvalue components first, larger first, then by first node
+        order = np.lexsort((first.cpu().numpy(), -size.cpu().numpy(),
+                            (volume <= 0).cpu().numpy(), graph_of_component.cpu().numpy()))
+        order = torch.from_numpy(order).to(device)
+        is_null = volume > 0
+        count = scatter(is_null.long(), graph_of_component, 0, dim_size=num_graphs, reduce='sum')
+        start = torch.cumsum(scatter(torch.ones_like(first), graph_of_component, 0,
+                                     dim_size=num_graphs, reduce='sum'), 0)
+        start = torch.cat([start.new_zeros(1), start[:-1]])
+        rank = torch.empty_like(first)
+        rank[order] = torch.arange(c, device=device) - start[graph_of_component[order]]
+        rank = torch.where(is_null, rank, torch.full_like(rank, -1))
+
+        sqrt_mass = mass.sqrt()
+        basis = sqrt_mass / volume.clamp_min(torch.finfo(dtype).tiny).sqrt()[labels]
+        return cls(labels, graph_of_component, rank, basis, sqrt_mass, volume, count)
+
+    def contrasts(self, k: int, batch: Tensor) -> Tensor:
+        r"""An orthonormal basis :obj:`[n, k]` of each graph's zero eigenspace
+        minus its trivial vector :math:`\propto \sqrt{m}` (the stationary
+        direction of the whole graph): column :math:`j` contrasts the
+        :math:`(j+1)`-th largest component with the :math:`j` larger ones
+        (positive on the larger ones), a Helmert basis. Columns past a
+        graph's :math:`c - 1` contrasts are zero."""
+        rank = self.rank[self.labels]  # [n]
+        j = torch.arange(1, k + 1, device=rank.device)  # contrast j: rank j vs ranks < j
+        # volumes of each graph's components by rank, so that S_j = vol(ranks < j)
+        num_graphs = int(self.count.numel())
+        by_rank = self.volume.new_zeros(num_graphs, k + 1)
+        keep = (self.rank >= 0) & (self.rank <= k)
+        by_rank[self.graph_of_component[keep], self.rank[keep]] = self.volume[keep]
+        before = torch.cumsum(by_rank, 1)[:, :-1]  # [G, k]: S_j
+        own = by_rank[:, 1:]  # [G, k]: vol of rank j
+        valid = own > 0
+        tiny = torch.finfo(own.dtype).tiny
+        norm = (before * (before + own) / own.clamp_min(tiny)).clamp_min(tiny).sqrt()
+        g = batch
+        inside = (rank[:, None] >= 0) & (rank[:, None] < j[None, :])
+        here = rank[:, None] == j[None, :]
+        value = torch.where(inside, torch.ones_like(norm[g]),
+                            torch.where(here, -before[g] / own[g].clamp_min(tiny),
+                                        torch.zeros_like(norm[g])))
+        return torch.where(valid[g], value * self.sqrt_mass[:, None] / norm[g],
+                           torch.zeros_like(value))
+
+
+class DeflatedLaplacian(LinearOperator):
+    r""":math:`L + s\,P_0`, with :math:`P_0` the projector onto the Laplacian's
+    zero eigenspace (see :class:`NullSpace`): the same eigenvectors, with the
+    repeated zero eigenvalue moved to :math:`s` (above the spectrum), so that
+    the smallest eigenvalues left are the non-trivial ones. Applying
+    :math:`P_0` costs two scatters over the nodes: no dense :math:`n \times n`.
+
+    Args:
+        laplacian: the graph Laplacian (any finite symmetric operator whose
+            zero eigenvectors are those of :obj:`null`).
+        null: its zero eigenspace.
+        shift: :math:`s`, above the Laplacian's spectral bound.
+    """
+
+    def __init__(self, laplacian: LinearOperator, null: NullSpace, shift: float) -> None:
+        self.laplacian, self.null, self.shift = laplacian, null, float(shift)
+        self.shape = laplacian.shape
+        self.is_symmetric = True
+
+    @property
+    def device(self) -> torch.device:
+        return self.laplacian.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.laplacian.dtype
+
+    def project(self, X: Tensor) -> Tensor:
+        r""":math:`P_0 X` for :obj:`X` :obj:`[n, k]`."""
+        u, labels = self.null.basis[:, None], self.null.labels
+        coef = scatter(u * X, labels, 0, dim_size=self.null.num_components, reduce='sum')
+        return u * coef[labels]
+
+    def matmul(self, X: Tensor) -> Tensor:
+        return self.laplacian.matmul(X) + self.shift * self.project(X)
+
+    def spectral_bounds(self) -> tuple[float, float]:
+        return 0.0, max(self.laplacian.spectral_bounds()[1], self.shift)
+
+    def to(self, device=None, dtype=None) -> 'DeflatedLaplacian':
+        def move(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+        null = NullSpace(*(move(getattr(self.null, f)) for f in NullSpace.__dataclass_fields__))
+        return DeflatedLaplacian(self.laplacian.to(device, dtype), null, self.shift)
+
+    def __repr__(self) -> str:
+        return (f'{self.__class__.__name__}({self.laplacian!r}, '
+                f'components={self.null.num_components}, shift={self.shift:g})')

@@ -1,0 +1,262 @@
+"""AddNeuralSVDPE against closed-form spectra, torch.linalg.eigh and PyG."""
+import math
+
+import pytest
+import threadpoolctl
+import torch
+from torch_geometric.data import Batch, Data, InMemoryDataset
+from torch_geometric.transforms import AddLaplacianEigenvectorPE
+from torch_geometric.utils import erdos_renyi_graph, get_laplacian, to_undirected
+
+from pyg_spectral.metrics import max_principal_sine, relative_error
+from pyg_spectral.transforms import AddNeuralSVDPE, PEEncoder, fit_pe_encoder, precompute_pe
+
+from graphs import cycle_graph, cycle_laplacian_spectrum, grid_graph, path_graph
+
+METHODS = ['exact', 'neuralsvd', 'arpack']
+
+
+def dense_laplacian(edge_index, n, normalization='sym'):
+    ones = torch.ones(edge_index.size(1), dtype=torch.float64)
+    ei, w = get_laplacian(edge_index, ones, normalization, num_nodes=n)
+    return torch.sparse_coo_tensor(ei, w, (n, n)).to_dense()
+
+
+def reference(edge_index, n, k, normalization='sym'):
+    r"""eigh of the dense Laplacian: eigenvalues 1..k and the eigenvectors
+    of the non-zero ones."""
+    L = dense_laplacian(edge_index, n, normalization)
+    values, vectors = torch.linalg.eigh(L)
+    return L, values, vectors
+
+
+def run(edge_index, n, k, method, **kw):
+    data = AddNeuralSVDPE(k, method=method, seed=0, **kw)(Data(edge_index=edge_index, num_nodes=n))
+    return data.laplacian_eigenvector_pe.double(), data.laplacian_eigenvector_pe_eigenvalues.double()
+
+
+def check_pairs(L, pe, lam, tol=1e-5):
+    r"""Orthonormal columns that are eigenvectors with the reported values."""
+    k = pe.size(1)
+    assert (pe.T @ pe - torch.eye(k, dtype=pe.dtype)).abs().max() < tol
+    assert (L @ pe - pe * lam).norm(dim=0).max() < 10 * tol
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_cycle_closed_form(method):
+    n, k = 64, 4  # lambda_4 < lambda_5: the subspace is well defined
+    pe, lam = run(cycle_graph(n), n, k, method)
+    expected = cycle_laplacian_spectrum(n)[1:k + 1] / 2  # 2-regular: L_sym = L / 2
+    assert relative_error(lam[0], expected).max() < 1e-3
+    x = torch.arange(n, dtype=torch.float64)
+    exact = torch.stack([f(2 * math.pi * j * x / n) for j in (1, 2) for f in (torch.cos, torch.sin)], 1)
+    assert max_principal_sine(pe, exact) < 1e-3
+    check_pairs(dense_laplacian(cycle_graph(n), n), pe, lam)
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_grid_closed_form_combinatorial(method):
+    a, b, k = 8, 9, 5
+    n = a * b
+    pe, lam = run(grid_graph(a, b), n, k, method, normalization=None)
+    # eigenpairs of the grid: products of path cosines
+    pairs = sorted(((2 - 2 * math.cos(math.pi * i / a)) + (2 - 2 * math.cos(math.pi * j / b)), i, j)
+                   for i in range(a) for j in range(b))
+    assert pairs[k][0] < pairs[k + 1][0] - 1e-3
+    expected = torch.tensor([p[0] for p in pairs[1:k + 1]], dtype=torch.float64)
+    assert relative_error(lam[0], expected).max() < 1e-3
+    xa, xb = torch.arange(a, dtype=torch.float64), torch.arange(b, dtype=torch.float64)
+    vecs = [torch.outer(torch.cos(math.pi * i * (xa + 0.5) / a),
+                        torch.cos(math.pi * j * (xb + 0.5) / b)).reshape(-1) for _, i, j in pairs[1:k + 1]]
+    assert max_principal_sine(pe, torch.stack(vecs, 1)) < 1e-3
+
+
+@pytest.mark.parametrize('method', METHODS)
+def test_random_graph_vs_eigh(method):
+    torch.manual_seed(3)
+    n, k = 80, 6
+    edge_index = to_undirected(torch.cat([erdos_renyi_graph(n, 0.06), path_graph(n)], 1))
+    L, values, vectors = reference(edge_index, n, k)
+    pe, lam = run(edge_index, n, k, method)
+    assert relative_error(lam[0], values[1:k + 1]).max() < 1e-3
+    assert max_principal_sine(pe, vectors[:, 1:k + 1]) < 1e-3
+    check_pairs(L, pe, lam)
+
+
+def disconnected_graph():
+    r"""Components of 40, 24 and 2 nodes, and two isolated nodes."""
+    torch.manual_seed(1)
+    parts = [to_undirected(torch.cat([erdos_renyi_graph(40, 0.1), path_graph(40)], 1)),
+             path_graph(24) + 40, path_graph(2) + 64]
+    return torch.cat(parts, 1), 68
+
+
+@pytest.mark.parametrize('method', METHODS)
+@pytest.mark.parametrize('normalization', ['sym', None])
+def test_disconnected_graph(method, normalization):
+    edge_index, n = disconnected_graph()
+    # sym: the isolated nodes have Laplacian entry 1, so 3 zero eigenvalues; D - A: 5
+    zeros = 3 if normalization == 'sym' else 5
+    k = 8
+    L, values, vectors = reference(edge_index, n, k, normalization)
+    assert (values.abs() < 1e-9).sum() == zeros
+    pe, lam = run(edge_index, n, k, method, normalization=normalization, random_sign=False)
+    # the true k smallest after the trivial one
+    assert relative_error(lam[0], values[1:k + 1], floor=1e-2).max() < 1e-3
+    check_pairs(L, pe, lam)
+    # zero part: inside the null space, orthogonal to the trivial vector
+    trivial = (dense_laplacian(edge_index, n, None).diagonal() if normalization == 'sym'
+               else torch.ones(n, dtype=torch.float64)).sqrt()
+    assert (trivial @ pe).abs().max() < 1e-6
+    assert max_principal_sine(pe[:, :zeros - 1], vectors[:, :zeros]) < 1e-6
+    # non-zero part: the subspace of eigh's next eigenvectors
+    rest = k - (zeros - 1)
+    assert values[zeros + rest - 1] < values[zeros + rest] - 1e-6
+    assert max_principal_sine(pe[:, zeros - 1:], vectors[:, zeros:zeros + rest]) < 1e-3
+    # Helmert convention: the first column contrasts the 2nd largest component
+    # (24 nodes) with the largest (40 nodes): constant sign on each
+    first = pe[:, 0] * torch.sign(pe[0, 0])
+    assert (first[:40] > 0).all() and (first[40:64] < 0).all() and (first[64:] == 0).all()
+
+
+@pytest.mark.parametrize('method', ['auto', 'exact', 'neuralsvd', 'arpack'])
+def test_batch_of_mixed_sizes(method):
+    k = 4
+    graphs = [Data(edge_index=cycle_graph(70), num_nodes=70),  # big enough for sparse solvers
+              Data(edge_index=path_graph(3), num_nodes=3),  # fewer than k + 1 nodes
+              Data(edge_index=grid_graph(4, 6), num_nodes=24),
+              Data(edge_index=torch.empty(2, 0, dtype=torch.long), num_nodes=1)]
+    batch = Batch.from_data_list(graphs)
+    out = AddNeuralSVDPE(k, method=method, seed=0)(batch)
+    assert out.laplacian_eigenvector_pe.shape == (batch.num_nodes, k)
+    assert out.laplacian_eigenvector_pe_eigenvalues.shape == (len(graphs), k)
+    for g, data in enumerate(out.to_data_list()):
+        n = data.num_nodes
+        pe, lam = data.laplacian_eigenvector_pe.double(), data.laplacian_eigenvector_pe_eigenvalues.double()
+        L, values, vectors = reference(data.edge_index, n, k)
+        found = min(k, n - 1)
+        assert (pe[:, found:] == 0).all() and (lam[0, found:] == 0).all()  # zero padding
+        if found == 0:
+            continue
+        assert relative_error(lam[0, :found], values[1:found + 1], floor=1e-2).max() < 1e-3
+        check_pairs(L, pe[:, :found], lam[:, :found])
+        if found < n - 1 and values[found] < values[found + 1] - 1e-6:
+            assert max_principal_sine(pe[:, :found], vectors[:, 1:found + 1]) < 1e-3
+        # per graph, the same as the transform on the graph alone up to signs
+        alone = AddNeuralSVDPE(k, method=method, seed=0)(graphs[g].clone())
+        assert torch.allclose(alone.laplacian_eigenvector_pe.abs(), pe.abs().float(), atol=1e-4)
+
+
+def test_seed_sign_convention_and_attr_name():
+    edge_index, n = disconnected_graph()
+    data = Data(x=torch.ones(n, 2), edge_index=edge_index)
+    for method in METHODS:
+        a = AddNeuralSVDPE(6, method=method, seed=7)(data.clone()).laplacian_eigenvector_pe
+        b = AddNeuralSVDPE(6, method=method, seed=7)(data.clone()).laplacian_eigenvector_pe
+        assert torch.equal(a, b)
+    fixed = AddNeuralSVDPE(6, random_sign=False)(data.clone()).laplacian_eigenvector_pe
+    ties = fixed.abs() >= fixed.abs().max(0).values * (1 - 1e-6)
+    top = (ties * torch.arange(n, 0, -1)[:, None]).argmax(0)  # first tie
+    assert (fixed[top, torch.arange(6)] > 0).all()
+    flipped = [AddNeuralSVDPE(6, seed=s)(data.clone()).laplacian_eigenvector_pe for s in range(4)]
+    assert all(torch.allclose(f.abs(), fixed.abs()) for f in flipped)
+    assert len({tuple(torch.sign(f[top, torch.arange(6)]).tolist()) for f in flipped}) > 1
+    out = AddNeuralSVDPE(6, attr_name=None, random_sign=False)(data.clone())
+    assert out.x.shape == (n, 8) and torch.equal(out.x[:, 2:], fixed)
+    assert out.laplacian_eigenvector_pe_eigenvalues.shape == (1, 6)
+
+
+def test_bad_input():
+    with pytest.raises(ValueError, match='k'):
+        AddNeuralSVDPE(0)
+    with pytest.raises(ValueError, match='method'):
+        AddNeuralSVDPE(4, method='lanczos')
+    with pytest.raises(ValueError, match='normalization'):
+        AddNeuralSVDPE(4, normalization='rw')
+    with pytest.raises(ValueError, match='directed'):
+        AddNeuralSVDPE(2)(Data(edge_index=torch.tensor([[0, 1], [1, 2]]), num_nodes=3))
+    with pytest.raises(TypeError, match='solver keyword'):
+        AddNeuralSVDPE(2, method='neuralsvd', stepz=3)
+
+
+@pytest.fixture
+def one_thread():
+    r"""Planetoid-size references run single-threaded: on a loaded 2-core
+    machine the BLAS/LAPACK threads of torch and SciPy spin on busy cores and
+    make them 3-10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpoolctl.threadpool_limits(1):
+        yield
+    torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize('name,k,components,isolated', [('cora', 90, 78, 0), ('citeseer', 400, 438, 48)])
+def test_planetoid_repeated_zero_vs_dense(name, k, components, isolated, request, one_thread):
+    data = request.getfixturevalue(name)
+    n = data.num_nodes
+    L = dense_laplacian(data.edge_index, n)
+    values = torch.linalg.eigvalsh(L)
+    zeros = components - isolated  # 78 (Cora), 390 (CiteSeer)
+    assert (values < 1e-8).sum() == zeros
+    for kk in (16, k):  # PyG's k = 16 (all zero), then past the zero eigenspace
+        out = AddNeuralSVDPE(kk, seed=0, attr_name='pe')(data.clone())
+        pe, lam = out.pe.double(), out.pe_eigenvalues[0].double()
+        assert relative_error(lam, values[1:kk + 1], floor=1e-2).max() < 1e-3
+        assert (pe.T @ pe - torch.eye(kk, dtype=torch.float64)).abs().max() < 1e-5
+        assert (L @ pe - pe * lam).norm(dim=0).max() < 1e-5
+    assert kk > zeros - 1 and lam[zeros - 1] > 1e-4  # the solver found the non-zero ones too
+
+
+def test_pubmed_matches_pyg(pubmed, one_thread):
+    k = 16
+    ours = AddNeuralSVDPE(k, seed=0, attr_name='pe')(pubmed.clone()).pe
+    torch.manual_seed(0)
+    pyg = AddLaplacianEigenvectorPE(k, attr_name='pe', is_undirected=True)(pubmed.clone()).pe
+    assert max_principal_sine(ours, pyg) < 1e-4
+
+
+def small_dataset():
+    graphs = [Data(x=torch.ones(n, 2), edge_index=cycle_graph(n)) for n in range(5, 30, 2)]
+    dataset = InMemoryDataset()
+    dataset.data, dataset.slices = InMemoryDataset.collate(graphs)
+    return dataset
+
+
+def test_precompute_dataset_with_cache(tmp_path, monkeypatch):
+    dataset = small_dataset()
+    transform = AddNeuralSVDPE(3, seed=0)
+    precompute_pe(dataset, transform, cache_dir=tmp_path, batch_size=5, progress=False)
+    for i in range(len(dataset)):
+        data = dataset[i]
+        alone = transform(Data(edge_index=data.edge_index, num_nodes=data.num_nodes))
+        assert torch.allclose(data.laplacian_eigenvector_pe.abs(),
+                              alone.laplacian_eigenvector_pe.abs(), atol=1e-5)
+        assert data.laplacian_eigenvector_pe_eigenvalues.shape == (1, 3)
+    assert len(list(tmp_path.iterdir())) == 1
+    again = small_dataset()
+    monkeypatch.setattr(AddNeuralSVDPE, 'encode', lambda *a, **kw: pytest.fail('recomputed'))
+    precompute_pe(again, transform, cache_dir=tmp_path, progress=False)
+    assert torch.equal(again[5].laplacian_eigenvector_pe, dataset[5].laplacian_eigenvector_pe)
+
+
+def test_inductive_encoder_beats_random_on_unseen_graphs():
+    torch.manual_seed(0)
+    k = 4
+
+    def mesh(a, b):  # a perturbed grid family
+        edge_index = grid_graph(a, b)
+        return Data(edge_index=edge_index, num_nodes=a * b)
+
+    train = [mesh(a, b) for a, b in [(8, 10), (9, 11), (10, 10), (7, 12)]]
+    encoder = PEEncoder(k, hidden=16, K=24)
+    history = fit_pe_encoder(encoder, train, steps=120, progress=False)
+    assert history[-1] < history[0]
+    test = mesh(9, 10)
+    exact = AddNeuralSVDPE(k, method='exact')(test.clone()).laplacian_eigenvector_pe
+    out = AddNeuralSVDPE(k, encoder=encoder, seed=0)(test.clone())
+    pe = out.laplacian_eigenvector_pe
+    assert (pe.T @ pe - torch.eye(k)).abs().max() < 1e-4
+    # the first two (well separated) directions are learned; random vectors are far off
+    assert max_principal_sine(pe[:, :2], exact) < 0.3
+    assert max_principal_sine(torch.randn(90, 2), exact) > 0.9
