@@ -12,6 +12,7 @@ import torch
 from pyg_spectral.nn import EigenfunctionMLP
 from pyg_spectral.operators import CDK, hermite_functions
 from pyg_spectral.solvers import SampledNeuralSVD
+from plotting import pyplot, save
 
 
 def main() -> None:
@@ -34,12 +35,8 @@ def main() -> None:
     for i, (e, s) in enumerate(zip(exact.tolist(), res.eigenvalues.tolist())):
         print(f'{i:3d}  {e:10.4f}  {s:8.4f}')
 
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print('matplotlib is not installed: no figure (pip install "pyg-spectral[plot]")')
+    plt = pyplot()
+    if plt is None:
         return
     x = torch.linspace(-3, 3, 200)
     with torch.no_grad():
@@ -58,9 +55,7 @@ def main() -> None:
         b.plot(x, hermite[:, i], color=f'C{i}', alpha=0.5)
         b.plot(x, sign[i] * learned[:, i], '--', color=f'C{i}')
     b.set_title('learned f_i (dashed) vs Hermite He_i (solid)')
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=80)
-    print(f'saved {args.out}')
+    save(fig, args.out)
 
 
 if __name__ == '__main__':

@@ -13,6 +13,7 @@ from torch_geometric.datasets import KarateClub
 from pyg_spectral.metrics import max_principal_sine
 from pyg_spectral.operators import CDK
 from pyg_spectral.solvers import SampledNeuralSVD
+from plotting import pyplot, save
 
 
 def main() -> None:
@@ -41,12 +42,8 @@ def main() -> None:
     print(f'largest principal sine between D^1/2 F and the eigenvectors: '
           f'{max_principal_sine(embedding * deg.sqrt()[:, None], U[:, order]):.3f}')
 
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print('matplotlib is not installed: no figure (pip install "pyg-spectral[plot]")')
+    plt = pyplot()
+    if plt is None:
         return
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(lam.abs()[order], 'o-', label='eigh')
@@ -55,9 +52,7 @@ def main() -> None:
     a.legend()
     b.scatter(embedding[:, 1], embedding[:, 2], c=data.y, cmap='tab10')
     b.set_title('nodes on learned functions 2 and 3 (colour: community)')
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=80)
-    print(f'saved {args.out}')
+    save(fig, args.out)
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ import torch
 from pyg_spectral.nn import EigenfunctionMLP
 from pyg_spectral.operators import Hamiltonian, RadialSampling
 from pyg_spectral.solvers import SampledNeuralSVD
+from plotting import pyplot, save
 
 
 def analytic(x: torch.Tensor) -> torch.Tensor:
@@ -40,12 +41,8 @@ def main() -> None:
         print(f'{i + 1:5d}  {e:9.5f}  {l:9.5f}  {abs(l - e) / abs(e):8.2%}')
     print(f'max |cos| between learned functions: {res.orthogonality:.3f}')
 
-    try:
-        import matplotlib
-        matplotlib.use('Agg')
-        import matplotlib.pyplot as plt
-    except ImportError:
-        print('matplotlib is not installed: no figure (pip install "pyg-spectral[plot]")')
+    plt = pyplot()
+    if plt is None:
         return
     grid = torch.linspace(-15, 15, 121)
     xy = torch.stack(torch.meshgrid(grid, grid, indexing='xy'), -1).reshape(-1, 2)
@@ -63,9 +60,7 @@ def main() -> None:
             axes[row, j].axis('off')
     fig.suptitle('2D hydrogen: learned states (any rotation within the n = 2 shell) '
                  'and the analytic 1s, 2s, 2p')
-    fig.tight_layout()
-    fig.savefig(args.out, dpi=80)
-    print(f'saved {args.out}')
+    save(fig, args.out)
 
 
 if __name__ == '__main__':

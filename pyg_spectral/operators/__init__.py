@@ -1,8 +1,14 @@
 from .base import LinearOperator, LoRATerms, symmetric_cross, weighted_mean
 from .graph import KINDS, GraphOperator, validate_graph
 from .spectral import ShiftedOperator, top_positive
+from .sampling import GaussianSampling, RadialSampling, SampledOperator
+from .hamiltonian import CoulombPotential, HarmonicPotential, Hamiltonian, laplacian
+from .cdk import CDK, hermite_functions
 
 __all__ = [
     'LinearOperator', 'LoRATerms', 'symmetric_cross', 'weighted_mean', 'KINDS',
-    'GraphOperator', 'validate_graph', 'ShiftedOperator', 'top_positive'
+    'GraphOperator', 'validate_graph', 'ShiftedOperator', 'top_positive',
+    'GaussianSampling', 'RadialSampling', 'SampledOperator',
+    'CoulombPotential', 'HarmonicPotential', 'Hamiltonian', 'laplacian',
+    'CDK', 'hermite_functions',
 ]

@@ -2,7 +2,6 @@ r"""The canonical dependence kernel (CDK) of a joint distribution, learned
 from paired samples."""
 from __future__ import annotations
 
-import copy
 import heapq
 import math
 from typing import Callable
@@ -127,22 +126,6 @@ class CDK(SampledOperator):
         return self.exact_values(k)
 
     # ------------------------------------------------------------ protocol
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._dtype
-
-    def to(self, device=None, dtype=None) -> 'CDK':
-        r"""A copy whose samples are moved to :obj:`device` (floating ones
-        cast to :obj:`dtype`)."""
-        out = copy.copy(self)
-        out._device = torch.device(device) if device is not None else self._device
-        out._dtype = dtype or self._dtype
-        return out
-
     def spectral_bounds(self) -> tuple[float, float]:
         return 0.0, 1.0
 

@@ -218,20 +218,10 @@ class Hamiltonian(SampledOperator):
         return self.exact_energies(k)
 
     # ------------------------------------------------------------ protocol
-    @property
-    def device(self) -> torch.device:
-        return self._device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self._dtype
-
     def to(self, device=None, dtype=None) -> 'Hamiltonian':
         r"""A copy whose samples are drawn with :obj:`dtype` and moved to
         :obj:`device` (the potential is moved too when it is a module)."""
-        out = copy.copy(self)
-        out._device = torch.device(device) if device is not None else self._device
-        out._dtype = dtype or self._dtype
+        out = super().to(device, dtype)
         if isinstance(self.potential, nn.Module):
             out.potential = copy.deepcopy(self.potential).to(out._device)
         return out

@@ -2,6 +2,8 @@
 densities of their Monte-Carlo inner products."""
 from __future__ import annotations
 
+import copy
+
 import math
 
 import torch
@@ -45,6 +47,17 @@ class SampledOperator(LinearOperator):
     """
     shape = None
     num_models: int = 1
+    # where samples are drawn and what precision; set by subclasses, moved by to()
+    _device: torch.device = torch.device('cpu')
+    _dtype: torch.dtype = torch.float32
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self._dtype
 
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Batch:
         raise NotImplementedError
@@ -66,7 +79,12 @@ class SampledOperator(LinearOperator):
         return mu
 
     def to(self, device=None, dtype=None) -> 'SampledOperator':
-        raise NotImplementedError
+        r"""A shallow copy whose samples are drawn with :obj:`dtype` on
+        :obj:`device`."""
+        out = copy.copy(self)
+        out._device = torch.device(device) if device is not None else self._device
+        out._dtype = dtype or self._dtype
+        return out
 
 
 class GaussianSampling(nn.Module):
