@@ -3,7 +3,7 @@ eigsh (default and shift-invert), torch.lobpcg and PyG's
 AddLaplacianEigenvectorPE, cold and after a small change of the graph.
 
     PYG_SPECTRAL_DATA=../shared/data python benchmarks/neuralsvd_speed.py \
-        --graphs Cora CiteSeer PubMed geo100000 --out benchmarks/results/neuralsvd_speed.md
+        --graphs Cora CiteSeer PubMed geo100000 --out /tmp/neuralsvd_speed.md
 
 Every row is checked against a trusted reference (dense float64 eigh where it
 fits, else float64 shift-invert Lanczos) and marked WRONG when its eigenvalue

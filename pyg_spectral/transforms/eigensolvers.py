@@ -77,7 +77,7 @@ def _threads(num: int):
     r"""Runs a block with :obj:`num` intra-op threads. LAPACK gains nothing
     from threads on tiny matrices, and on a loaded machine its threads spin
     on busy cores: a batch of 32x32 eigh runs ~50x slower with 2 threads
-    than with 1 here (see benchmarks/results/pe.md)."""
+    than with 1 here (see benchmarks/RESULTS.md, section 4)."""
     before = torch.get_num_threads()
     torch.set_num_threads(num)
     try:
