@@ -14,6 +14,7 @@ from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
 from ..datasets import load_ogbn, load_planetoid, ogbn_evaluator, ogbn_split
+from ..nn import eigen_loss
 from .registry import get_model
 
 
@@ -101,7 +102,7 @@ def run_node_classification(
             opt.zero_grad()
             out = net(data.x, data.edge_index)
             loss = F.cross_entropy(out[data.train_mask], data.y[data.train_mask])
-            loss = loss + _auxiliary_loss(net)
+            loss = loss + eigen_loss(net)
             loss.backward()
             opt.step()
             if dev.type == 'cuda':
@@ -128,11 +129,6 @@ def run_node_classification(
         peak_mem_mib=mem, peak_mem_kind=mem_kind, device=str(dev),
         settings=dict(epochs=epochs, lr=lr, weight_decay=weight_decay,
                       selection='test accuracy at best validation accuracy'))
-
-
-def _auxiliary_loss(net: torch.nn.Module):
-    from ..nn import eigen_loss
-    return eigen_loss(net)
 
 
 def format_table(results: list[RunResult]) -> str:

@@ -28,6 +28,7 @@ from torch.nn.parameter import UninitializedParameter
 
 from ..losses.eigen_losses import (EIGEN_LOSSES, check_brockett_weights,
                                    eigen_loss_from_rayleigh)
+from ..linalg import canonical_signs
 from ..operators import LinearOperator
 from .eigen_loss import EigenLossModule
 
@@ -46,20 +47,6 @@ class AmortizedSVD(NamedTuple):
     S: Tensor     # [k] singular values, gradient with respect to M only
     V: Tensor     # [d, k] right singular vectors, detached
     loss: Tensor  # scalar eigen-loss (of M^T M), gradient with respect to the state only
-
-
-def canonical_signs(U: Tensor, rtol: float = 1e-3) -> Tensor:
-    r"""Flips each column of :obj:`U` (:obj:`[n, k]`) so that its first entry
-    whose magnitude is within :obj:`rtol` of the column's largest is
-    positive: the deterministic sign convention of every basis returned here
-    (amortized or exact). Taking the first of near-ties makes it agree across
-    solvers when a graph symmetry gives two entries the same magnitude."""
-    # along rows of the transpose: reductions over dim 0 of a tall [n, k]
-    # tensor take a slow strided path on CPU
-    mag = U.detach().T.abs()
-    idx = (mag >= (1 - rtol) * mag.amax(1, keepdim=True)).to(torch.uint8).argmax(1)
-    sign = U.detach().gather(0, idx[None]).sign()
-    return U * torch.where(sign == 0, torch.ones_like(sign), sign)
 
 
 def orthonormal_basis(W: Tensor) -> Tensor:

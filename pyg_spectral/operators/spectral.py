@@ -33,9 +33,7 @@ class ShiftedOperator(LinearOperator):
         return ShiftedOperator(self.operator.to(device, dtype), self.alpha, self.beta)
 
     def matmul(self, X: Tensor) -> Tensor:
-        out = self.operator.matmul(X)
-        return out.mul_(self.alpha).add_(X, alpha=self.beta) if not X.requires_grad \
-            else self.alpha * out + self.beta * X
+        return self.alpha * self.operator.matmul(X) + self.beta * X
 
     def rmatmul(self, X: Tensor) -> Tensor:
         return self.alpha * self.operator.rmatmul(X) + self.beta * X

@@ -1,4 +1,4 @@
-from .neuralsvd import EigenTable, NeuralSVD, NeuralSVDResult, fix_sign
+from .neuralsvd import EigenTable, NeuralSVD, NeuralSVDResult
 from .sampled import SampledNeuralSVD, SampledSVDResult
 
-__all__ = ['EigenTable', 'NeuralSVD', 'NeuralSVDResult', 'fix_sign', 'SampledNeuralSVD', 'SampledSVDResult']
+__all__ = ['EigenTable', 'NeuralSVD', 'NeuralSVDResult', 'SampledNeuralSVD', 'SampledSVDResult']

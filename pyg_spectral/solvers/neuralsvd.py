@@ -9,9 +9,26 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ..linalg import canonical_signs
 from ..losses import NestedLoRA
 from ..operators.base import LinearOperator, LoRATerms
 from ..operators.spectral import ShiftedOperator, top_positive
+
+
+def drain_losses(pending: list[Tensor], losses: list[float]) -> float | None:
+    r"""Moves the on-device losses of :obj:`pending` to :obj:`losses` with one
+    host sync for the lot (a sync per step stalls a GPU). Stops at the first
+    non-finite value and returns it (the step is :obj:`len(losses)`), else
+    :obj:`None`."""
+    if not pending:
+        return None
+    values = torch.stack(pending).tolist()
+    pending.clear()
+    for value in values:
+        if not math.isfinite(value):
+            return value
+        losses.append(value)
+    return None
 
 
 class EigenTable(nn.Module):
@@ -79,14 +96,6 @@ def _sym(H: Tensor) -> Tensor:
     return (H + H.transpose(0, 1)) / 2
 
 
-def fix_sign(X: Tensor) -> Tensor:
-    r"""Deterministic sign convention: the entry of largest magnitude of each
-    column is positive."""
-    idx = X.abs().argmax(dim=0)
-    sign = torch.sign(X.gather(0, idx.view(1, -1)))
-    return X * torch.where(sign == 0, torch.ones_like(sign), sign)
-
-
 class NeuralSVD:
     r"""Learns the top-:obj:`k` eigenvectors (or singular vectors) of an
     operator with the NestedLoRA objective (Ryu et al., ICML 2024).
@@ -111,14 +120,13 @@ class NeuralSVD:
         grad_clip: clip the gradient norm to this value (:obj:`None`: off).
         seed: seed of the free table's random start.
         step_scale: SGD step for a free table, in units of n / spectral bound
-            (default 0.15 with Ritz restarts, else 0.125; sequential nesting
-            diverged at 0.2 on a path graph).
+            (default 0.15 with Ritz restarts, else 0.125; larger steps made
+            sequential nesting diverge, whose update is not a gradient).
         oversample: for a free table in the EVD form, fit :obj:`k + oversample`
             columns and return the first :obj:`k` (default :obj:`max(4, k // 2)`,
             capped by n). As in subspace iteration, the first k then converge
             at the rate of the gap to eigenvalue k + oversample + 1 instead
-            of k + 1: on PubMed (k=16) 24 columns reached a subspace sine of
-            3e-6 in 1500 steps where 16 columns stalled at 0.45.
+            of k + 1, which matters where eigenvalues cluster (PubMed's low end).
         ritz_restart: for a free table (EVD form), rotate the table onto the
             Rayleigh-Ritz vectors of its span at every check. Nesting alone
             orders components at a rate proportional to the eigenvalue gaps
@@ -333,14 +341,11 @@ class NeuralSVD:
 
     @staticmethod
     def _flush_losses(pending: list[Tensor], losses: list[float], opt) -> None:
-        values = torch.stack(pending).tolist()
-        pending.clear()
-        for value in values:
-            if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"NestedLoRA loss became {value} at step {len(losses)}; lower lr "
-                    f"(now {opt.param_groups[0]['lr']:.3g}) or set grad_clip")
-            losses.append(value)
+        bad = drain_losses(pending, losses)
+        if bad is not None:
+            raise FloatingPointError(
+                f"NestedLoRA loss became {bad} at step {len(losses)}; lower lr "
+                f"(now {opt.param_groups[0]['lr']:.3g}) or set grad_clip")
 
     @staticmethod
     @torch.no_grad()
@@ -401,4 +406,4 @@ class NeuralSVD:
             Q = Q @ S
         else:
             values = torch.diagonal(H)
-        return NeuralSVDResult(values[:k], fix_sign(Q[:, :k]), None)
+        return NeuralSVDResult(values[:k], canonical_signs(Q[:, :k]), None)

@@ -18,7 +18,7 @@ from ..losses import NestedLoRA
 from ..operators.base import LoRATerms, weighted_mean
 from ..operators.sampling import SampledOperator
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .neuralsvd import NeuralSVDResult
+from .neuralsvd import NeuralSVDResult, drain_losses
 
 OPTIMIZERS = {'adam': torch.optim.Adam, 'rmsprop': torch.optim.RMSprop}
 
@@ -221,6 +221,18 @@ class SampledNeuralSVD:
                     'optimizer': opt.state_dict(), 'schedule': schedule.state_dict(),
                     'generator': generator.get_state(), 'rng': rng_state()})
 
+        pending: list[Tensor] = []  # on-device losses, drained at checks and saves
+
+        def drain() -> None:
+            bad = drain_losses(pending, losses)
+            if bad is not None:
+                where = '' if last_saved is None else \
+                    f"; the last good checkpoint (step {last_saved}) is kept at '{checkpoint}'"
+                raise FloatingPointError(
+                    f"NestedLoRA loss became {bad} at step {len(losses)}{where}; lower lr "
+                    f"(now {opt.param_groups[0]['lr']:.3g}), set grad_clip, or check the "
+                    f"samples and the model for non-finite values")
+
         step, stopped = start, False
         bar = tqdm(range(start, steps), disable=not progress, desc='SampledNeuralSVD',
                    leave=False)
@@ -228,13 +240,6 @@ class SampledNeuralSVD:
             batch = operator.sample(self.batch_size, generator)
             terms = operator.sampled_terms(self._call_arg(models), batch, self.k, generator)
             loss = loss_fn(terms)
-            if not torch.isfinite(loss):
-                where = '' if last_saved is None else \
-                    f"; the last good checkpoint (step {last_saved}) is kept at '{checkpoint}'"
-                raise FloatingPointError(
-                    f"NestedLoRA loss became {loss.item()} at step {step}{where}; lower lr "
-                    f"(now {opt.param_groups[0]['lr']:.3g}), set grad_clip, or check the "
-                    f"samples and the model for non-finite values")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if self.grad_clip is not None:
@@ -243,10 +248,12 @@ class SampledNeuralSVD:
             schedule.step()
             if ema is not None:
                 ema.update_parameters(models)
-            losses.append(loss.item())
+            pending.append(loss.detach())
             if (step + 1) % checkpoint_every == 0:
+                drain()  # never save parameters that a non-finite loss touched
                 save(step + 1)
             if (step + 1) % check_every == 0:
+                drain()
                 quotients = operator.original_eigenvalues(self._rayleigh(terms))
                 bar.set_postfix(loss=f'{losses[-1]:.4g}',
                                 eig=' '.join(f'{v:.4g}' for v in quotients[:4].tolist()))
@@ -254,6 +261,7 @@ class SampledNeuralSVD:
                     stopped = True
                     break
         bar.close()
+        drain()
         done = step + 1 if (stopped or steps > start) else start
         if checkpoint is not None and done % checkpoint_every != 0:
             save(done)
