@@ -147,6 +147,82 @@ def test_batch_of_mixed_sizes(method):
         assert torch.allclose(alone.laplacian_eigenvector_pe.abs(), pe.abs().float(), atol=1e-4)
 
 
+@pytest.mark.parametrize('normalization', ['sym', None])
+def test_exact_batch_of_disconnected_graphs(normalization):
+    r"""Padded blocks mixing connected and disconnected graphs of one size
+    (the deflation restricted to each component), against eigh per graph;
+    under 'sym' each graph gets the same bits in the batch as alone (under
+    D - A the deflation shift follows the batch's largest degree, so a basis
+    inside a repeated eigenvalue may differ)."""
+    k = 5
+    two_paths = torch.cat([path_graph(10), path_graph(6) + 10], 1)  # 16 nodes, 2 components
+    three = torch.cat([cycle_graph(9), path_graph(5) + 9], 1)  # + 2 isolated nodes: 16 nodes
+    graphs = [Data(edge_index=two_paths, num_nodes=16), Data(edge_index=cycle_graph(16), num_nodes=16),
+              Data(edge_index=three, num_nodes=16), Data(edge_index=grid_graph(4, 4), num_nodes=16)]
+    transform = AddNeuralSVDPE(k, method='exact', normalization=normalization, random_sign=False)
+    out = transform(Batch.from_data_list(graphs))
+    for g, data in enumerate(out.to_data_list()):
+        n = data.num_nodes
+        pe, lam = data.laplacian_eigenvector_pe.double(), data.laplacian_eigenvector_pe_eigenvalues.double()
+        L, values, _ = reference(data.edge_index, n, k, normalization)
+        assert relative_error(lam[0], values[1:k + 1], floor=1e-2).max() < 1e-3
+        check_pairs(L, pe, lam)
+        if normalization == 'sym':
+            alone = transform(graphs[g].clone()).laplacian_eigenvector_pe
+            assert torch.equal(alone, data.laplacian_eigenvector_pe)
+
+
+@pytest.mark.parametrize('dtype', [None, torch.float64])
+def test_arpack_recovers_many_missed_copies(dtype):
+    r"""A 64-cycle has only double eigenvalues: in float64 a single ARPACK
+    round sees one copy of each (checked), the probe and a recovery round
+    must find the other five."""
+    n, k = 64, 10  # lambda_10 = lambda_9 < lambda_11
+    x = torch.arange(n, dtype=torch.float64)
+    exact = torch.stack([f(2 * math.pi * j * x / n) for j in range(1, k // 2 + 1)
+                         for f in (torch.cos, torch.sin)], 1)
+    if dtype == torch.float64:
+        once, _ = run(cycle_graph(n), n, k, 'arpack', dtype=dtype, max_rounds=1)
+        assert max_principal_sine(once, exact) > 0.5
+    pe, lam = run(cycle_graph(n), n, k, 'arpack', dtype=dtype)
+    expected = cycle_laplacian_spectrum(n)[1:k + 1] / 2
+    assert relative_error(lam[0], expected).max() < 1e-3
+    assert max_principal_sine(pe, exact) < 1e-3
+    check_pairs(dense_laplacian(cycle_graph(n), n), pe, lam)
+
+
+def sparse_random_graph():
+    r"""300 nodes (a path plus random edges); for k = 8 the gap
+    lambda_9 - lambda_8 is ~0.013."""
+    torch.manual_seed(2)
+    n = 300
+    return to_undirected(torch.cat([erdos_renyi_graph(n, 0.01), path_graph(n)], 1)), n
+
+
+@pytest.mark.parametrize('dtype', [None, torch.float32, torch.float64])
+def test_arpack_precisions_vs_eigh(dtype):
+    edge_index, n = sparse_random_graph()
+    k = 8
+    L, values, vectors = reference(edge_index, n, k)
+    assert values[k] < values[k + 1] - 1e-3
+    pe, lam = run(edge_index, n, k, 'arpack', dtype=dtype)
+    assert relative_error(lam[0], values[1:k + 1]).max() < 1e-5
+    assert max_principal_sine(pe, vectors[:, 1:k + 1]) < 1e-3
+    check_pairs(L, pe, lam)
+
+
+def test_arpack_uncertified_float32_falls_back_to_float64(monkeypatch):
+    from pyg_spectral.transforms import eigensolvers
+    edge_index, n = sparse_random_graph()
+    k = 8
+    certified, _ = run(edge_index, n, k, 'arpack')
+    double, _ = run(edge_index, n, k, 'arpack', dtype=torch.float64)
+    assert not torch.equal(certified, double)  # the float32 round was kept
+    monkeypatch.setattr(eigensolvers, 'CERTIFIED_SINE', 0.0)
+    fallback, _ = run(edge_index, n, k, 'arpack')
+    assert torch.equal(fallback, double)
+
+
 def test_seed_sign_convention_and_attr_name():
     edge_index, n = disconnected_graph()
     data = Data(x=torch.ones(n, 2), edge_index=edge_index)
@@ -177,6 +253,8 @@ def test_bad_input():
         AddNeuralSVDPE(2)(Data(edge_index=torch.tensor([[0, 1], [1, 2]]), num_nodes=3))
     with pytest.raises(TypeError, match='solver keyword'):
         AddNeuralSVDPE(2, method='neuralsvd', stepz=3)
+    with pytest.raises(ValueError, match='dtype'):
+        AddNeuralSVDPE(2, method='arpack', dtype=torch.float16)(Data(edge_index=cycle_graph(70), num_nodes=70))
 
 
 @pytest.fixture

@@ -116,9 +116,11 @@ class AddNeuralSVDPE(BaseTransform):
             argument of :class:`~pyg_spectral.solvers.NeuralSVD` or its
             :meth:`fit` (default :obj:`steps=4000, tol=1e-11`); for
             :obj:`'arpack'` any of :func:`eigsh` (default :obj:`tol=1e-8`) and
-            :obj:`max_rounds` (default 8; 1 skips the round that recovers
-            missed copies of repeated eigenvalues), :obj:`dtype` (default
-            float64; float32 is PyG's precision, ~1.8x faster), :obj:`oversample`.
+            :obj:`max_rounds` (default 8; 1 skips the probe for missed
+            copies of repeated eigenvalues), :obj:`dtype` of the main round
+            (default :obj:`None`: float32, kept where an error bound certifies
+            it, else float64; see :func:`~pyg_spectral.transforms.eigensolvers.solve_arpack`),
+            :obj:`oversample`.
     """
     EXACT_THRESHOLD: int = 256
     SPARSE_MIN_NODES: int = 64
@@ -197,13 +199,14 @@ class AddNeuralSVDPE(BaseTransform):
         from_solver = (source >= 0) & (source < problem.q[:, None])
         source = source.clamp(0, max(r - 1, 0))
         g = problem.batch
-        contrasts = problem.null.contrasts(k, g)
         if r > 0:
             solved = vectors.gather(1, source[g]) * from_solver[g]
             eig = values.gather(1, source) * from_solver
         else:
-            solved, eig = torch.zeros_like(contrasts), contrasts.new_zeros(G, k)
-        pe = torch.where(cols[None, :] < zeros[g][:, None], contrasts, solved)
+            solved, eig = vectors.new_zeros(n, k), values.new_zeros(G, k)
+        pe = solved
+        if bool(zeros.any()):  # some graph has several zero eigenvalues
+            pe = torch.where(cols[None, :] < zeros[g][:, None], problem.null.contrasts(k, g), solved)
 
         sign = segment_sign(pe, g, G)
         if self.random_sign:

@@ -86,7 +86,7 @@ def _threads(num: int):
         torch.set_num_threads(before)
 
 
-def _buckets(sizes: Tensor, graphs: Tensor, granularity: int = 8,
+def _buckets(sizes: Tensor, graphs: Tensor, granularity: int = 4,
              max_entries: int = 1 << 24) -> list[tuple[Tensor, int]]:
     r"""Groups graphs of similar size into padded blocks of at most
     :obj:`max_entries` matrix entries: :obj:`(graph ids, padded size)`."""
@@ -103,38 +103,51 @@ def solve_exact(problem: LaplacianProblem, graphs: Tensor, vectors: Tensor,
                 values: Tensor) -> None:
     r"""Dense :func:`torch.linalg.eigh` on padded blocks of the deflated
     Laplacians of :obj:`graphs`; writes the :obj:`q[g]` smallest eigenpairs
-    into :obj:`vectors` :obj:`[n, r]` and :obj:`values` :obj:`[G, r]`."""
+    into :obj:`vectors` :obj:`[n, r]` and :obj:`values` :obj:`[G, r]`.
+
+    Every block is built with one scatter of the Laplacian's entries and the
+    deflation :math:`s\,u u^T` restricted to each component (isolated nodes
+    have :math:`u = 0`), so the cost is the batched :obj:`eigh` and a few
+    passes over the blocks, with no per-graph work."""
     if graphs.numel() == 0:
         return
-    L, null, ptr = problem.laplacian, problem.null, problem.ptr
-    coo = L.matrix.to_sparse_coo().coalesce()
-    (row, col), weight = coo.indices(), coo.values()
-    batch = problem.batch
-    local = torch.arange(batch.numel(), device=batch.device) - ptr[batch]
+    M, null, ptr, batch = problem.laplacian.matrix, problem.null, problem.ptr, problem.batch
+    device = batch.device
+    n = batch.numel()
+    crow = M.crow_indices()
+    row = torch.repeat_interleave(torch.arange(n, device=device), crow[1:] - crow[:-1])
+    col, weight = M.col_indices(), M.values()
+    local = torch.arange(n, device=device) - ptr[batch]
     sizes, r = problem.sizes(), vectors.size(1)
     pad_value = 2 * problem.shift  # padding rows sort after the deflated zeros
     for ids, size in _buckets(sizes, graphs):
         B = ids.numel()
-        block_of = torch.full((problem.num_graphs,), -1, dtype=torch.long, device=batch.device)
-        block_of[ids] = torch.arange(B, device=batch.device)
+        block_of = torch.full((problem.num_graphs,), -1, dtype=torch.long, device=device)
+        block_of[ids] = torch.arange(B, device=device)
         node_block = block_of[batch]
         nodes = (node_block >= 0).nonzero().view(-1)
         edges = (node_block[row] >= 0).nonzero().view(-1)
         dense = weight.new_zeros(B, size, size)
-        dense.index_put_((node_block[row[edges]], local[row[edges]], local[col[edges]]),
-                         weight[edges], accumulate=True)
+        # the CSR matrix has no duplicate entries: plain assignment
+        dense.view(-1)[(node_block[row[edges]] * size + local[row[edges]]) * size
+                       + local[col[edges]]] = weight[edges]
         u = weight.new_zeros(B, size)
         u[node_block[nodes], local[nodes]] = null.basis[nodes]
-        comp = torch.full((B, size), -1, dtype=torch.long, device=batch.device)
-        comp[node_block[nodes], local[nodes]] = null.labels[nodes]
-        same = (comp[:, :, None] == comp[:, None, :]) & (comp[:, :, None] >= 0)
-        dense += problem.shift * u[:, :, None] * u[:, None, :] * same
-        pad = torch.arange(size, device=batch.device)[None, :] >= sizes[ids][:, None]
+        # elementwise, not a batched matmul: baddbmm's rounding depends on
+        # the batch size, and a graph must get the same bits (hence the same
+        # basis inside a repeated eigenvalue) in any batch as alone
+        outer = u[:, :, None] * u[:, None, :]
+        if int(null.count[ids].max()) > 1:  # P_0 is block-diagonal over the components
+            label = torch.full((B, size), -1, dtype=torch.long, device=device)
+            label[node_block[nodes], local[nodes]] = null.labels[nodes]
+            outer *= label[:, :, None] == label[:, None, :]
+        dense.add_(outer, alpha=problem.shift)
+        pad = torch.arange(size, device=device)[None, :] >= sizes[ids][:, None]
         dense.diagonal(dim1=1, dim2=2).add_(pad * pad_value)
         with _threads(1) if size <= 128 and dense.device.type == 'cpu' else contextlib.nullcontext():
             evals, evecs = torch.linalg.eigh(dense)
         t = min(r, size)
-        keep = torch.arange(t, device=batch.device)[None, :] < problem.q[ids][:, None]
+        keep = torch.arange(t, device=device)[None, :] < problem.q[ids][:, None]
         values[ids, :t] = torch.where(keep, evals[:, :t], torch.zeros_like(evals[:, :t]))
         picked = evecs[node_block[nodes], local[nodes], :t]
         vectors[nodes, :t] = picked * keep[node_block[nodes]]
@@ -202,69 +215,121 @@ def solve_neuralsvd(problem: LaplacianProblem, g: int, seed: int | None,
 
 
 ARPACK_DEFAULTS = dict(tol=1e-8, which='SA')
+# The check for missed copies needs only the smallest eigenvalue of the
+# operator with the found pairs deflated, and only whether it lies below the
+# q-th found value: a Ritz value is an upper bound of the smallest eigenvalue,
+# and its error is about the square of its residual (<= PROBE_TOL relative),
+# so a loose tolerance decides it; a full round at `tol` costs ~4x more.
+PROBE_TOL = 1e-3
+# A float32 first round is kept when the Davis-Kahan bound on its subspace
+# error is at most the accuracy contract's subspace sine; otherwise the graph
+# is solved again in float64. The bound is pessimistic: 1.4e-3 on PubMed,
+# whose actual float32 error is ~3e-5.
+CERTIFIED_SINE = 1e-2
 
 
 def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
                  oversample: int | None = None, max_rounds: int = 8,
-                 dtype: torch.dtype = torch.float64, **kwargs) -> tuple[Tensor, Tensor]:
-    r"""SciPy's ARPACK (:func:`scipy.sparse.linalg.eigsh`, CPU, float64) on the
+                 dtype: torch.dtype | None = None, **kwargs) -> tuple[Tensor, Tensor]:
+    r"""SciPy's ARPACK (:func:`scipy.sparse.linalg.eigsh`, CPU) on the
     deflated Laplacian of graph :obj:`g`, started from seeded vectors so that
     the result is reproducible; returns :obj:`(vectors [n_g, q], values [q])`.
     :obj:`kwargs` go to :func:`eigsh` (:obj:`tol`, :obj:`ncv`, :obj:`maxiter`, ...).
 
     A single-vector Krylov method sees one direction per eigenspace: on a
     64-cycle, whose eigenvalues are all double, plain ARPACK returned one copy
-    of each and no warning. So the solve is repeated on the operator with
-    the pairs found so far also deflated, from a fresh start, until a round
-    finds nothing below the current :obj:`q`-th eigenvalue (the missed copies
-    are then the smallest left, so a round finds them; with no repeated
-    eigenvalues this costs one extra, smaller, round; :obj:`max_rounds=1`
-    skips it and trusts ARPACK, as PyG does). The first round computes
-    :obj:`oversample` extra pairs (default 0). :obj:`dtype=torch.float32`
-    runs ARPACK in single precision as PyG's transform does (its Laplacian
-    is float32): ~1.8x faster on PubMed, subspace error ~1e-5 there instead
-    of ~1e-13, too coarse for the tightly clustered low end of large meshes."""
+    of each and no warning. So after the first round a cheap probe (one
+    eigenvalue, tolerance :obj:`PROBE_TOL`) looks for an eigenvalue below
+    the :obj:`q`-th found one on the operator with the found pairs also
+    deflated; while it finds one, a full round recovers the missed copies
+    (they are then the smallest left) from a fresh start. :obj:`max_rounds=1`
+    skips the probe and trusts ARPACK, as PyG does. The first round computes
+    :obj:`oversample` extra pairs (default 0).
+
+    :obj:`dtype` is the precision of the first round, the expensive one
+    (probe and recovery rounds run in float64): :obj:`torch.float64`;
+    :obj:`torch.float32`, PyG's precision (its Laplacian is float32),
+    ~1.5x faster on PubMed, subspace error ~2e-5 there instead of ~1e-13,
+    too coarse for tightly clustered low ends (large meshes); or :obj:`None`
+    (default): float32, refined by a float64 Rayleigh-Ritz step and kept
+    only if the Davis-Kahan bound :math:`\|LV - V\Lambda\|_F /
+    (\lambda_{q+1} - \lambda_q)` is at most :obj:`CERTIFIED_SINE`
+    (:math:`\lambda_{q+1}`: an oversampled Ritz value or the probe's), else
+    solved again in float64 (float64 from the start with
+    :obj:`max_rounds=1`: no probe, no bound)."""
+    if dtype not in (None, torch.float32, torch.float64):
+        raise ValueError(f"dtype must be None, torch.float32 or torch.float64, got {dtype}")
     q = int(problem.q[g])
     op = problem.graph_operator(g).to('cpu', torch.float64)
     M = op.laplacian.matrix
     n = M.size(0)
-    real = {torch.float32: np.float32, torch.float64: np.float64}[dtype]
-    L = sp.csr_matrix((M.values().numpy().astype(real), M.col_indices().numpy(),
-                       M.crow_indices().numpy()), shape=(n, n))
+    # ARPACK spends half its time in products with L. SciPy's (1.17) COO
+    # product is faster than its CSR one, and fastest in column order (here
+    # the rows and columns of the row-sorted CSR swapped: the same symmetric
+    # matrix), where consecutive terms update different outputs: on PubMed
+    # 0.06 ms per float32 product, against 0.10 in row order and 0.15 in CSR.
+    # (built per precision: .astype would sort the entries back into row order)
+    coords = (M.col_indices().numpy(), np.repeat(np.arange(n), np.diff(M.crow_indices().numpy())))
+
+    def laplacian(real: type) -> sp.coo_matrix:
+        return sp.coo_matrix((M.values().numpy().astype(real), coords), shape=(n, n))
+    L = laplacian(np.float64)
+    certify = dtype is None and max_rounds > 1  # the bound needs the probe
+    first = np.float32 if dtype == torch.float32 or certify else np.float64
     null = op.null
     N = sp.csr_matrix((null.basis.numpy(), (np.arange(n), null.labels.numpy())),
                       shape=(n, null.num_components))
     # few components: one dense block with the locked vectors (ARPACK calls
     # apply() hundreds of times per solve, so per-call overhead counts)
-    dense_null = N.toarray().astype(real) if null.num_components <= 64 else np.zeros((n, 0), real)
+    dense_null = N.toarray() if null.num_components <= 64 else np.zeros((n, 0))
     NT = N.T.tocsr()
+
+    def deflated(locked: np.ndarray, real: type) -> ScipyOperator:
+        r""":math:`L + s P` with :math:`P` the projector onto the null space
+        and the orthonormal columns of :obj:`locked`, in precision :obj:`real`."""
+        Lr, locked = laplacian(real), np.concatenate([dense_null, locked], 1).astype(real)
+
+        def apply(X: np.ndarray) -> np.ndarray:
+            out = Lr @ X + op.shift * (locked @ (locked.T @ X))
+            return out if dense_null.shape[1] else out + op.shift * (N @ (NT @ X))
+        return ScipyOperator((n, n), matvec=apply, matmat=apply, dtype=real)
+
     generator = torch.Generator().manual_seed(s) if (s := _problem_seed(seed, g)) is not None else None
     options = {**ARPACK_DEFAULTS, **kwargs}
     extra = 0 if oversample is None else oversample
-    found_vectors, found_values = np.zeros((n, 0), real), np.zeros(0, real)
+    found_vectors, found_values = np.zeros((n, 0)), np.zeros(0)
+    probe = None  # the smallest eigenvalue left once nothing was missed
     for round_ in range(max_rounds):
-        locked = np.concatenate([dense_null, found_vectors], 1)
-
-        def apply(X: np.ndarray, locked=locked) -> np.ndarray:
-            out = L @ X + op.shift * (locked @ (locked.T @ X))
-            return out if dense_null.shape[1] else out + op.shift * (N @ (NT @ X))
-
+        real = first if round_ == 0 else np.float64
         v0 = torch.randn(n, generator=generator, dtype=torch.float64).numpy().astype(real)
         wanted = min((q + extra) if round_ == 0 else max(4, q // 2),
                      n - 2 - found_vectors.shape[1])
         if wanted <= 0:
             break
+        bound = found_values[q - 1] if found_values.size >= q else np.inf
+        slack = max(options['tol'], np.finfo(real).eps ** 0.5) * max(1.0, abs(bound))
+        if round_:
+            smallest = eigsh(deflated(found_vectors, real), k=1, v0=v0, which='SA',
+                             tol=PROBE_TOL, return_eigenvectors=False)[0]
+            if smallest >= bound - slack:
+                probe = smallest
+                break
+        # below float32's epsilon ARPACK's tolerance cannot be met
+        round_options = {**options, 'tol': max(options['tol'], np.finfo(real).eps)} \
+            if real is np.float32 and options['tol'] > 0 else options
         if round_ == 0 and null.num_components == 1:
             # connected: the plain sparse matrix (ARPACK's matvecs stay in C,
             # ~5x faster on PubMed) and one more pair, the simple trivial one
-            values, vectors = eigsh(L, k=wanted + 1, v0=v0, **options)
+            values, vectors = eigsh(laplacian(real), k=wanted + 1, v0=v0, **round_options)
             trivial = np.argmax(np.abs(dense_null[:, 0] @ vectors))
             values, vectors = np.delete(values, trivial), np.delete(vectors, trivial, 1)
         else:
-            scipy_op = ScipyOperator((n, n), matvec=apply, matmat=apply, dtype=real)
-            values, vectors = eigsh(scipy_op, k=wanted, v0=v0, **options)
-        bound = found_values[q - 1] if found_values.size >= q else np.inf
-        slack = max(options['tol'], np.finfo(real).eps ** 0.5) * max(1.0, abs(bound))
+            values, vectors = eigsh(deflated(found_vectors, real), k=wanted, v0=v0,
+                                    **round_options)
+        if real is np.float32:  # float64 Ritz pairs of the float32 span
+            vectors = np.linalg.qr(vectors.astype(np.float64))[0]
+            values, rotation = np.linalg.eigh(vectors.T @ (L @ vectors))
+            vectors = vectors @ rotation
         new = values < bound - slack if round_ else values < np.inf
         if not new.any():
             break
@@ -272,6 +337,13 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
         found_vectors = np.concatenate([found_vectors, vectors[:, new]], 1)
         order = np.argsort(found_values)[:q + extra]
         found_values, found_vectors = found_values[order], found_vectors[:, order]
-    order = np.argsort(found_values)[:q]
-    vectors = torch.from_numpy(np.ascontiguousarray(found_vectors[:, order])).double()
-    return vectors, torch.from_numpy(found_values[order].copy()).double()
+    order = np.argsort(found_values)
+    # the eigenvalue after the q-th: an oversampled Ritz value, else the probe's
+    following = found_values[order[q]] if order.size > q else probe
+    found_values, found_vectors = found_values[order[:q]], found_vectors[:, order[:q]]
+    if certify:
+        residual = np.linalg.norm(L @ found_vectors - found_vectors * found_values)
+        gap = -np.inf if following is None else following * (1 - PROBE_TOL) - found_values[-1]
+        if not residual <= CERTIFIED_SINE * gap:
+            return solve_arpack(problem, g, seed, oversample, max_rounds, torch.float64, **kwargs)
+    return torch.from_numpy(np.ascontiguousarray(found_vectors)), torch.from_numpy(found_values)
