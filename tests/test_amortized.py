@@ -128,6 +128,40 @@ def test_eigenvalue_gradient_flows_to_a_model_built_matrix():
     assert gX is None and gW is not None
 
 
+@pytest.mark.parametrize('loss', ['brockett', 'convex', 'trace'])
+@pytest.mark.parametrize('largest', [True, False])
+def test_eigen_loss_gradient_equals_autograd_through_qr(loss, largest):
+    # the analytic QR backward against autograd of the plain formula
+    A, _, _ = random_symmetric(30, seed=1)
+    W = torch.randn(30, 5, dtype=torch.float64, requires_grad=True)
+    ours, = torch.autograd.grad(amortized_eigh(A, W, 5, largest, loss).loss, W)
+    U = canonical_signs(torch.linalg.qr(W).Q)
+    plain = eigen_loss_from_rayleigh((U * (A @ U)).sum(0), loss, largest)
+    expected, = torch.autograd.grad(plain, W)
+    assert torch.allclose(ours, expected, atol=1e-12)
+    M = torch.randn(40, 30, dtype=torch.float64)
+    ours, = torch.autograd.grad(amortized_svd(M, W, 5, loss).loss, W)
+    U = canonical_signs(torch.linalg.qr(W).Q)
+    plain = eigen_loss_from_rayleigh((U * (M.T @ (M @ U))).sum(0), loss)
+    expected, = torch.autograd.grad(plain, W)
+    assert torch.allclose(ours, expected, atol=1e-12)
+
+
+@pytest.mark.parametrize('condition', [1e1, 1e3, 1e6])
+def test_basis_orthonormal_for_ill_conditioned_state(condition):
+    # Cholesky-QR squares the condition number; beyond float32's reach the
+    # Householder fallback must take over
+    g = torch.Generator().manual_seed(0)
+    Q = torch.linalg.qr(torch.randn(500, 8, generator=g)).Q
+    V = torch.linalg.qr(torch.randn(8, 8, generator=g)).Q
+    W = Q @ torch.diag(torch.logspace(0, -math.log10(condition), 8)) @ V.T
+    A, _, _ = random_symmetric(500, dtype=torch.float32)
+    _, U, _ = amortized_eigh(A, W, 8)
+    assert torch.allclose(U.T @ U, torch.eye(8), atol=1e-5)
+    # and it spans W's columns as well as Householder QR does in float32
+    assert max_principal_sine(U, torch.linalg.qr(W).Q) < 1e-3
+
+
 def test_amortized_svd_and_nuclear_norm_gradient():
     torch.manual_seed(0)
     M = torch.randn(20, 8, dtype=torch.float64)

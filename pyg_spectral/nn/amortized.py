@@ -28,7 +28,7 @@ from torch.nn.parameter import UninitializedParameter
 
 from ..losses.eigen_losses import (EIGEN_LOSSES, check_brockett_weights,
                                    eigen_loss_from_rayleigh)
-from ..linalg import canonical_signs
+from ..linalg import canonical_sign_vector, canonical_signs
 from ..operators import LinearOperator
 from .eigen_loss import EigenLossModule
 
@@ -53,6 +53,64 @@ def orthonormal_basis(W: Tensor) -> Tensor:
     r""":math:`U = \mathrm{QR}(W)` (reduced, differentiable) for :obj:`W` of
     shape :obj:`[n, k]`, with :func:`canonical_signs`."""
     return canonical_signs(torch.linalg.qr(W).Q)
+
+
+def _signed_qr(W: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Reduced :math:`W = U R` with :func:`canonical_signs` applied to
+    :math:`U` (:obj:`[n, k]`, row-major) and to the rows of :math:`R`
+    (:obj:`[k, k]`, upper triangular); no gradient.
+
+    Cholesky-QR twice (each pass: a Gram matrix, a [k, k] Cholesky factor
+    and one product), which is orthonormal to working precision while
+    :math:`\mathrm{cond}(W)^2 \epsilon < 1`, and about 3x cheaper on a CPU
+    than LAPACK's Householder QR, whose column-major :math:`Q` also has to
+    be copied to row-major for the products that follow. Householder QR is
+    the fallback when a Gram matrix is not numerically positive definite."""
+    W = W.detach()
+    U, R = W, None
+    for _ in range(2):
+        L, info = torch.linalg.cholesky_ex(U.T @ U)
+        if bool(info):
+            Q, R = torch.linalg.qr(W)
+            U = Q.contiguous()
+            break
+        step = L.T
+        eye = torch.eye(step.size(0), device=W.device, dtype=W.dtype)
+        U = U @ torch.linalg.solve_triangular(step, eye, upper=True)
+        R = step if R is None else step @ R
+    sign = canonical_sign_vector(U)
+    return U * sign, R * sign[:, None]
+
+
+class _RayleighOfQR(torch.autograd.Function):
+    r"""The Rayleigh quotients :math:`r_i = u_i^\top A u_i` of
+    :math:`U = \mathrm{QR}(W)`, passed in precomputed with :math:`U`,
+    :math:`R` and a detached :math:`A U`, with the analytic gradient with respect to
+    :math:`W`: for :math:`G = \partial L / \partial U = 2\,AU\,
+    \mathrm{diag}(\partial L / \partial r)` (A symmetric),
+    :math:`\partial L / \partial W = (G - U B) R^{-\top}` with
+    :math:`B = \mathrm{triu}(U^\top G) + \mathrm{tril}(G^\top U, -1)` (the
+    derivative of the QR factorisation when :math:`R` gets no gradient).
+    Three :math:`n \times k \times k` products, where autograd through
+    :func:`torch.linalg.qr` costs about two QRs: the difference is most of
+    the method's overhead over its floor."""
+
+    @staticmethod
+    def forward(ctx, W: Tensor, U: Tensor, R: Tensor, AU: Tensor, rayleigh: Tensor) -> Tensor:
+        ctx.save_for_backward(U, R, AU)
+        return rayleigh.clone()
+
+    @staticmethod
+    def backward(ctx, grad_r: Tensor):
+        U, R, AU = ctx.saved_tensors
+        G = 2 * AU * grad_r
+        M = U.T @ G
+        B = M.triu() + M.T.tril(-1)
+        # R^-1 once ([k, k]) then a product: solving against the tall
+        # [n, k] right-hand side directly is 3x slower on CPU
+        eye = torch.eye(R.size(0), device=R.device, dtype=R.dtype)
+        R_inv = torch.linalg.solve_triangular(R, eye, upper=True)
+        return torch.addmm(G, U, B, alpha=-1) @ R_inv.T, None, None, None, None
 
 
 def _square_size(A: Matrix, name: str = 'A') -> int:
@@ -98,14 +156,6 @@ def _check_finite_product(AU: Tensor, name: str) -> None:
         raise ValueError(f"{name} contains NaN or inf (its product with the basis is not finite)")
 
 
-def _rayleigh(U: Tensor, AU: Tensor, value: Tensor) -> Tensor:
-    r""":math:`\mathrm{diag}(U^\top A U)` with gradient :math:`2 A U` with
-    respect to :obj:`U` only, from a detached :obj:`AU` (the trick of
-    :func:`~pyg_spectral.operators.symmetric_cross`, as a sum rather than a
-    mean, which is slow over dim 0 on CPU)."""
-    return 2 * (U * AU).sum(0) - value
-
-
 def amortized_eigh(
     A: Matrix,
     state: Tensor,
@@ -133,13 +183,12 @@ def amortized_eigh(
     """
     n = _square_size(A)
     _check_state(state, n, k)
-    U = orthonormal_basis(state)
-    Ud = U.detach()
-    AU = _apply(A, Ud)
+    U, R = _signed_qr(state)
+    AU = _apply(A, U)
     _check_finite_product(AU, 'A')
-    eigenvalues = (Ud * AU).sum(0)
-    rayleigh = _rayleigh(U, AU.detach(), eigenvalues.detach())
-    return AmortizedEigh(eigenvalues, Ud, eigen_loss_from_rayleigh(rayleigh, loss, largest, weights))
+    eigenvalues = (U * AU).sum(0)
+    rayleigh = _RayleighOfQR.apply(state, U, R, AU.detach(), eigenvalues.detach())
+    return AmortizedEigh(eigenvalues, U, eigen_loss_from_rayleigh(rayleigh, loss, largest, weights))
 
 
 def amortized_svd(
@@ -157,15 +206,14 @@ def amortized_svd(
     if not isinstance(M, Tensor) or M.dim() != 2 or not M.is_floating_point():
         raise TypeError("M must be a 2-D floating-point tensor [m, d]")
     _check_state(state, M.size(1), k)
-    V = orthonormal_basis(state)
-    Vd = V.detach()
-    MV = M @ Vd
+    V, R = _signed_qr(state)
+    MV = M @ V
     _check_finite_product(MV, 'M')
     S = MV.norm(dim=0)
     U = MV.detach() / S.detach().clamp_min(torch.finfo(S.dtype).tiny)
     MtMV = M.detach().T @ MV.detach()
-    rayleigh = _rayleigh(V, MtMV, (Vd * MtMV).sum(0))
-    return AmortizedSVD(U, S, Vd, eigen_loss_from_rayleigh(rayleigh, loss, True, weights))
+    rayleigh = _RayleighOfQR.apply(state, V, R, MtMV, (V * MtMV).sum(0))
+    return AmortizedSVD(U, S, V, eigen_loss_from_rayleigh(rayleigh, loss, True, weights))
 
 
 def _scipy_matrix(A: Matrix):
