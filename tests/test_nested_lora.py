@@ -100,3 +100,19 @@ def test_bad_arguments():
         NestedLoRA(3, level_weights=torch.tensor([1.0, -1.0, 1.0]))
     with pytest.raises(ValueError, match=r'f must have shape'):
         NestedLoRA(3)(LoRATerms(torch.randn(5, 2), None, torch.zeros(2)))
+
+
+@pytest.mark.parametrize('nesting', ['joint', 'sequential'])
+@pytest.mark.parametrize('level_weights', [None, torch.tensor([0.5, 0.1, 0.3, 0.1])])
+def test_table_gradient_equals_autograd(nesting, level_weights):
+    # the solver's closed-form free-table gradient against autograd of forward()
+    T, F, _ = _problem(svd=False, seed=3)
+    lora = NestedLoRA(4, nesting, level_weights)
+    loss = lora(_terms(T, F, None))
+    expected, = torch.autograd.grad(loss, F)
+    value, grad, cross = lora.table_gradient(F.detach(), T @ F.detach())
+    assert torch.allclose(grad, expected, atol=1e-12)
+    assert torch.allclose(value, loss.detach(), atol=1e-12)
+    assert torch.allclose(cross, (F * (T @ F)).mean(0).detach(), atol=1e-12)
+    with pytest.raises(ValueError, match='split_batch'):
+        NestedLoRA(4, split_batch=True).table_gradient(F.detach(), T @ F.detach())

@@ -265,14 +265,21 @@ class NeuralSVD:
         history: list[Tensor] = []
         previous, converged, step = None, False, 0
         bar = tqdm(range(steps), disable=not progress, desc='NeuralSVD', leave=False)
+        # a free table of a symmetric matrix: the loss's gradient in closed form
+        closed_form = free_table and not svd and target.shape is not None
         for step in bar:
             f = models[0](*inputs)
             g = models[1](*inputs) if svd else None
             self._check_width(f, n, width)
-            terms = target.lora_terms(f, g)
-            loss = loss_fn(terms)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            if closed_form:
+                with torch.no_grad():
+                    loss, f.grad, cross = loss_fn.table_gradient(f, target.matmul(f))
+                terms = LoRATerms(f.detach(), None, cross)
+            else:
+                terms = target.lora_terms(f, g)
+                loss = loss_fn(terms)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
             if self.grad_clip is not None:
                 torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
             opt.step()
