@@ -62,8 +62,8 @@ def _signed_qr(W: Tensor) -> tuple[Tensor, Tensor]:
 
     Cholesky-QR twice (each pass: a Gram matrix, a [k, k] Cholesky factor
     and one product), which is orthonormal to working precision while
-    :math:`\mathrm{cond}(W)^2 \epsilon < 1`, and about 3x cheaper on a CPU
-    than LAPACK's Householder QR, whose column-major :math:`Q` also has to
+    :math:`\mathrm{cond}(W)^2 \epsilon < 1`, and cheaper on a CPU than
+    LAPACK's Householder QR, whose column-major :math:`Q` also has to
     be copied to row-major for the products that follow. Householder QR is
     the fallback when a Gram matrix is not numerically positive definite."""
     W = W.detach()
@@ -107,7 +107,7 @@ class _RayleighOfQR(torch.autograd.Function):
         M = U.T @ G
         B = M.triu() + M.T.tril(-1)
         # R^-1 once ([k, k]) then a product: solving against the tall
-        # [n, k] right-hand side directly is 3x slower on CPU
+        # [n, k] right-hand side directly is several times slower on CPU
         eye = torch.eye(R.size(0), device=R.device, dtype=R.dtype)
         R_inv = torch.linalg.solve_triangular(R, eye, upper=True)
         return torch.addmm(G, U, B, alpha=-1) @ R_inv.T, None, None, None, None

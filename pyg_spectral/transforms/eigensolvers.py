@@ -219,12 +219,12 @@ ARPACK_DEFAULTS = dict(tol=1e-8, which='SA')
 # operator with the found pairs deflated, and only whether it lies below the
 # q-th found value: a Ritz value is an upper bound of the smallest eigenvalue,
 # and its error is about the square of its residual (<= PROBE_TOL relative),
-# so a loose tolerance decides it; a full round at `tol` costs ~4x more.
+# so a loose tolerance decides it, at a fraction of a full round at `tol`.
 PROBE_TOL = 1e-3
 # A float32 first round is kept when the Davis-Kahan bound on its subspace
 # error is at most the accuracy contract's subspace sine; otherwise the graph
-# is solved again in float64. The bound is pessimistic: 1.4e-3 on PubMed,
-# whose actual float32 error is ~3e-5.
+# is solved again in float64. The bound is pessimistic (it charges the whole
+# residual to the gap), so it certifies less often than it could.
 CERTIFIED_SINE = 1e-2
 
 
@@ -249,8 +249,8 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
     :obj:`dtype` is the precision of the first round, the expensive one
     (probe and recovery rounds run in float64): :obj:`torch.float64`;
     :obj:`torch.float32`, PyG's precision (its Laplacian is float32),
-    ~1.5x faster on PubMed, subspace error ~2e-5 there instead of ~1e-13,
-    too coarse for tightly clustered low ends (large meshes); or :obj:`None`
+    faster, with a subspace error near float32's resolution rather than
+    float64's, too coarse for tightly clustered low ends (large meshes); or :obj:`None`
     (default): float32, refined by a float64 Rayleigh-Ritz step and kept
     only if the Davis-Kahan bound :math:`\|LV - V\Lambda\|_F /
     (\lambda_{q+1} - \lambda_q)` is at most :obj:`CERTIFIED_SINE`
@@ -266,8 +266,7 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
     # ARPACK spends half its time in products with L. SciPy's (1.17) COO
     # product is faster than its CSR one, and fastest in column order (here
     # the rows and columns of the row-sorted CSR swapped: the same symmetric
-    # matrix), where consecutive terms update different outputs: on PubMed
-    # 0.06 ms per float32 product, against 0.10 in row order and 0.15 in CSR.
+    # matrix), where consecutive terms update different outputs.
     # (built per precision: .astype would sort the entries back into row order)
     coords = (M.col_indices().numpy(), np.repeat(np.arange(n), np.diff(M.crow_indices().numpy())))
 
