@@ -1,4 +1,4 @@
-from .base import LinearOperator, LoRATerms, symmetric_cross, weighted_mean
+from .base import DerivedOperator, LinearOperator, LoRATerms, symmetric_cross, weighted_mean
 from .graph import KINDS, GraphOperator, validate_graph
 from .spectral import ShiftedOperator, top_positive
 from .sampling import GaussianSampling, RadialSampling, SampledOperator
@@ -6,7 +6,7 @@ from .hamiltonian import CoulombPotential, HarmonicPotential, Hamiltonian, lapla
 from .cdk import CDK, hermite_functions
 
 __all__ = [
-    'LinearOperator', 'LoRATerms', 'symmetric_cross', 'weighted_mean', 'KINDS',
+    'LinearOperator', 'DerivedOperator', 'LoRATerms', 'symmetric_cross', 'weighted_mean', 'KINDS',
     'GraphOperator', 'validate_graph', 'ShiftedOperator', 'top_positive',
     'GaussianSampling', 'RadialSampling', 'SampledOperator',
     'CoulombPotential', 'HarmonicPotential', 'Hamiltonian', 'laplacian',

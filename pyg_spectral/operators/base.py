@@ -114,3 +114,21 @@ class LinearOperator:
         cross = (scale * (g * Tf).sum(0) + scale * (f * Ttg).sum(0)
                  - scale * (g.detach() * Tf).sum(0))
         return LoRATerms(f, g, cross)
+
+
+class DerivedOperator(LinearOperator):
+    r"""An operator defined through another one, :attr:`inner` (a shift, a
+    power, a deflation), whose shape, device and dtype it shares."""
+
+    def __init__(self, inner: LinearOperator, is_symmetric: bool | None = None) -> None:
+        self.inner = inner
+        self.shape = inner.shape
+        self.is_symmetric = inner.is_symmetric if is_symmetric is None else is_symmetric
+
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.inner.dtype

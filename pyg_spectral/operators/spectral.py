@@ -5,10 +5,10 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import LinearOperator
+from .base import DerivedOperator, LinearOperator
 
 
-class ShiftedOperator(LinearOperator):
+class ShiftedOperator(DerivedOperator):
     r""":math:`\alpha T + \beta I` for a square operator :math:`T`; its
     eigenvectors are T's and :meth:`original_eigenvalues` maps back."""
 
@@ -17,29 +17,20 @@ class ShiftedOperator(LinearOperator):
             raise ValueError("A shift needs a square finite operator.")
         if alpha == 0:
             raise ValueError("alpha must be non-zero")
-        self.operator, self.alpha, self.beta = operator, float(alpha), float(beta)
-        self.shape = operator.shape
-        self.is_symmetric = operator.is_symmetric
-
-    @property
-    def device(self):
-        return self.operator.device
-
-    @property
-    def dtype(self):
-        return self.operator.dtype
+        super().__init__(operator)
+        self.alpha, self.beta = float(alpha), float(beta)
 
     def to(self, device=None, dtype=None) -> 'ShiftedOperator':
-        return ShiftedOperator(self.operator.to(device, dtype), self.alpha, self.beta)
+        return ShiftedOperator(self.inner.to(device, dtype), self.alpha, self.beta)
 
     def matmul(self, X: Tensor) -> Tensor:
-        return self.alpha * self.operator.matmul(X) + self.beta * X
+        return self.alpha * self.inner.matmul(X) + self.beta * X
 
     def rmatmul(self, X: Tensor) -> Tensor:
-        return self.alpha * self.operator.rmatmul(X) + self.beta * X
+        return self.alpha * self.inner.rmatmul(X) + self.beta * X
 
     def spectral_bounds(self) -> tuple[float, float]:
-        lo, hi = self.operator.spectral_bounds()
+        lo, hi = self.inner.spectral_bounds()
         a, b = sorted((self.alpha * lo + self.beta, self.alpha * hi + self.beta))
         return a, b
 
@@ -47,7 +38,7 @@ class ShiftedOperator(LinearOperator):
         return (mu - self.beta) / self.alpha
 
     def __repr__(self) -> str:
-        return f'{self.alpha:g} * {self.operator!r} + {self.beta:g} * I'
+        return f'{self.alpha:g} * {self.inner!r} + {self.beta:g} * I'
 
 
 def top_positive(operator: LinearOperator, largest: bool = True) -> ShiftedOperator:

@@ -405,7 +405,7 @@ class NeuralSVD:
         # Rayleigh quotients on the original operator: mapping back from the
         # shifted one, (mu - beta) / alpha, cancels digits at the far end
         Q = _ordered_orthonormal(f)
-        H = _sym(Q.transpose(0, 1) @ target.operator.matmul(Q))
+        H = _sym(Q.transpose(0, 1) @ target.inner.matmul(Q))
         if refine:
             values, S = torch.linalg.eigh(H)
             if target.alpha > 0:  # largest first

@@ -14,7 +14,7 @@ from torch_geometric.utils import to_dense_batch
 from tqdm.auto import tqdm
 
 from ..losses import NestedLoRA
-from ..operators import LinearOperator, ShiftedOperator
+from ..operators import DerivedOperator, LinearOperator, ShiftedOperator
 from .eigensolvers import LaplacianProblem
 from .nullspace import DeflatedLaplacian
 
@@ -81,7 +81,7 @@ class PEEncoder(nn.Module):
                 f'num_layers={len(self.convs)}, K={self.K}, out_channels={self.out_channels})')
 
 
-class LowPassPower(LinearOperator):
+class LowPassPower(DerivedOperator):
     r""":math:`(I - T / s)^p` for a symmetric operator :obj:`T` with spectrum in
     :math:`[0, s]`: the same eigenvectors, with the low end of the spectrum
     mapped near 1 and the rest towards 0. NestedLoRA on :math:`s I - T`
@@ -93,20 +93,13 @@ class LowPassPower(LinearOperator):
     def __init__(self, operator: LinearOperator, power: int) -> None:
         if power < 1:
             raise ValueError(f"power must be a positive integer, got {power}")
-        self.base = ShiftedOperator(operator, -1.0 / operator.spectral_bounds()[1], 1.0)
-        self.power, self.shape, self.is_symmetric = power, operator.shape, True
-
-    @property
-    def device(self):
-        return self.base.device
-
-    @property
-    def dtype(self):
-        return self.base.dtype
+        super().__init__(ShiftedOperator(operator, -1.0 / operator.spectral_bounds()[1], 1.0),
+                         is_symmetric=True)
+        self.power = power
 
     def matmul(self, X: Tensor) -> Tensor:
         for _ in range(self.power):
-            X = self.base.matmul(X)
+            X = self.inner.matmul(X)
         return X
 
     def spectral_bounds(self) -> tuple[float, float]:

@@ -20,7 +20,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from ..operators import LinearOperator
+from ..operators import DerivedOperator, LinearOperator
 
 
 @dataclass
@@ -122,7 +122,7 @@ class NullSpace:
                            torch.zeros_like(value))
 
 
-class DeflatedLaplacian(LinearOperator):
+class DeflatedLaplacian(DerivedOperator):
     r""":math:`L + s\,P_0`, with :math:`P_0` the projector onto the Laplacian's
     zero eigenspace (see :class:`NullSpace`): the same eigenvectors, with the
     repeated zero eigenvalue moved to :math:`s` (above the spectrum), so that
@@ -137,17 +137,12 @@ class DeflatedLaplacian(LinearOperator):
     """
 
     def __init__(self, laplacian: LinearOperator, null: NullSpace, shift: float) -> None:
-        self.laplacian, self.null, self.shift = laplacian, null, float(shift)
-        self.shape = laplacian.shape
-        self.is_symmetric = True
+        super().__init__(laplacian, is_symmetric=True)
+        self.null, self.shift = null, float(shift)
 
     @property
-    def device(self) -> torch.device:
-        return self.laplacian.device
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.laplacian.dtype
+    def laplacian(self) -> LinearOperator:
+        return self.inner
 
     def project(self, X: Tensor) -> Tensor:
         r""":math:`P_0 X` for :obj:`X` :obj:`[n, k]`."""
