@@ -68,11 +68,9 @@ def test_sequential_gradient_is_per_level_gradient(svd):
     for l in range(k):
         # component l sees L(f_{1:l+1}) with earlier components held fixed
         F2 = torch.cat([F[:, :l].detach(), F[:, l:l + 1].detach().requires_grad_()], 1)
-        leaf_f = F2[:, l:l + 1]
-        Fl = F2
         if svd:
             G2 = torch.cat([G[:, :l].detach(), G[:, l:l + 1].detach().requires_grad_()], 1)
-        ref = plain_lora(Fl, G2 if svd else Fl, T, l + 1)
+        ref = plain_lora(F2, G2 if svd else F2, T, l + 1)
         # differentiate w.r.t. the l-th column only
         inputs = [F2] + ([G2] if svd else [])
         ref_grads = torch.autograd.grad(ref, inputs)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..operators.base import LoRATerms, weighted_mean
+from ..operators.base import LoRATerms
 
 NESTINGS = ('joint', 'sequential')
 

@@ -2,7 +2,6 @@
 becomes the top positive eigenvalues that NestedLoRA learns."""
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from .base import DerivedOperator, LinearOperator

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from ..linalg import canonical_signs
 from ..losses import NestedLoRA
 from ..operators.base import LinearOperator, LoRATerms
-from ..operators.spectral import ShiftedOperator, top_positive
+from ..operators.spectral import top_positive
 
 
 def drain_losses(pending: list[Tensor], losses: list[float]) -> float | None:
