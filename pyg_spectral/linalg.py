@@ -22,3 +22,30 @@ def canonical_sign_vector(U: Tensor, rtol: float = 1e-3) -> Tensor:
     idx = (mag >= (1 - rtol) * mag.amax(1, keepdim=True)).to(torch.uint8).argmax(1)
     sign = U.detach().gather(0, idx[None])[0].sign()
     return torch.where(sign == 0, torch.ones_like(sign), sign)
+
+
+def signed_qr(W: Tensor) -> tuple[Tensor, Tensor]:
+    r"""Reduced :math:`W = U R` with :func:`canonical_signs` applied to
+    :math:`U` (:obj:`[n, k]`, row-major) and to the rows of :math:`R`
+    (:obj:`[k, k]`, upper triangular); no gradient.
+
+    Cholesky-QR twice (each pass: a Gram matrix, a [k, k] Cholesky factor
+    and one product), which is orthonormal to working precision while
+    :math:`\mathrm{cond}(W)^2 \epsilon < 1`, and cheaper on a CPU than
+    LAPACK's Householder QR, whose column-major :math:`Q` also has to
+    be copied to row-major for the products that follow. Householder QR is
+    the fallback when a Gram matrix is not numerically positive definite."""
+    W = W.detach()
+    U, R = W, None
+    for _ in range(2):
+        L, info = torch.linalg.cholesky_ex(U.T @ U)
+        if bool(info):
+            Q, R = torch.linalg.qr(W)
+            U = Q.contiguous()
+            break
+        step = L.T
+        eye = torch.eye(step.size(0), device=W.device, dtype=W.dtype)
+        U = U @ torch.linalg.solve_triangular(step, eye, upper=True)
+        R = step if R is None else step @ R
+    sign = canonical_sign_vector(U)
+    return U * sign, R * sign[:, None]

@@ -28,7 +28,7 @@ from torch.nn.parameter import UninitializedParameter
 
 from ..losses.eigen_losses import (EIGEN_LOSSES, check_brockett_weights,
                                    eigen_loss_from_rayleigh)
-from ..linalg import canonical_sign_vector, canonical_signs
+from ..linalg import canonical_signs, signed_qr
 from ..operators import LinearOperator
 from .eigen_loss import EigenLossModule
 
@@ -53,33 +53,6 @@ def orthonormal_basis(W: Tensor) -> Tensor:
     r""":math:`U = \mathrm{QR}(W)` (reduced, differentiable) for :obj:`W` of
     shape :obj:`[n, k]`, with :func:`canonical_signs`."""
     return canonical_signs(torch.linalg.qr(W).Q)
-
-
-def _signed_qr(W: Tensor) -> tuple[Tensor, Tensor]:
-    r"""Reduced :math:`W = U R` with :func:`canonical_signs` applied to
-    :math:`U` (:obj:`[n, k]`, row-major) and to the rows of :math:`R`
-    (:obj:`[k, k]`, upper triangular); no gradient.
-
-    Cholesky-QR twice (each pass: a Gram matrix, a [k, k] Cholesky factor
-    and one product), which is orthonormal to working precision while
-    :math:`\mathrm{cond}(W)^2 \epsilon < 1`, and cheaper on a CPU than
-    LAPACK's Householder QR, whose column-major :math:`Q` also has to
-    be copied to row-major for the products that follow. Householder QR is
-    the fallback when a Gram matrix is not numerically positive definite."""
-    W = W.detach()
-    U, R = W, None
-    for _ in range(2):
-        L, info = torch.linalg.cholesky_ex(U.T @ U)
-        if bool(info):
-            Q, R = torch.linalg.qr(W)
-            U = Q.contiguous()
-            break
-        step = L.T
-        eye = torch.eye(step.size(0), device=W.device, dtype=W.dtype)
-        U = U @ torch.linalg.solve_triangular(step, eye, upper=True)
-        R = step if R is None else step @ R
-    sign = canonical_sign_vector(U)
-    return U * sign, R * sign[:, None]
 
 
 class _RayleighOfQR(torch.autograd.Function):
@@ -183,7 +156,7 @@ def amortized_eigh(
     """
     n = _square_size(A)
     _check_state(state, n, k)
-    U, R = _signed_qr(state)
+    U, R = signed_qr(state)
     AU = _apply(A, U)
     _check_finite_product(AU, 'A')
     eigenvalues = (U * AU).sum(0)
@@ -206,7 +179,7 @@ def amortized_svd(
     if not isinstance(M, Tensor) or M.dim() != 2 or not M.is_floating_point():
         raise TypeError("M must be a 2-D floating-point tensor [m, d]")
     _check_state(state, M.size(1), k)
-    V, R = _signed_qr(state)
+    V, R = signed_qr(state)
     MV = M @ V
     _check_finite_product(MV, 'M')
     S = MV.norm(dim=0)
