@@ -31,6 +31,19 @@ def drain_losses(pending: list[Tensor], losses: list[float]) -> float | None:
     return None
 
 
+def descend(opt: torch.optim.Optimizer, params: list[Tensor], grad_clip: float | None,
+            loss: Tensor | None = None) -> None:
+    r"""One optimizer step: back-propagates :obj:`loss` (or, when it is
+    :obj:`None`, uses the gradients already set in closed form), clips the
+    gradient norm to :obj:`grad_clip` when given, and steps."""
+    if loss is not None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+    if grad_clip is not None:
+        torch.nn.utils.clip_grad_norm_(params, grad_clip)
+    opt.step()
+
+
 class EigenTable(nn.Module):
     r"""A free parameter table :obj:`[n, k]`: the model of the matrix case,
     one learnable value per node and component."""
@@ -278,11 +291,7 @@ class NeuralSVD:
             else:
                 terms = target.lora_terms(f, g)
                 loss = loss_fn(terms)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-            if self.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-            opt.step()
+            descend(opt, params, self.grad_clip, None if closed_form else loss)
             pending.append(loss.detach())
             if (step + 1) % check_every == 0 or step == steps - 1:
                 self._flush_losses(pending, losses, opt)

@@ -18,7 +18,7 @@ from ..losses import NestedLoRA
 from ..operators.base import LoRATerms, weighted_mean
 from ..operators.sampling import SampledOperator
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .neuralsvd import NeuralSVDResult, drain_losses
+from .neuralsvd import NeuralSVDResult, descend, drain_losses
 
 OPTIMIZERS = {'adam': torch.optim.Adam, 'rmsprop': torch.optim.RMSprop}
 
@@ -240,11 +240,7 @@ class SampledNeuralSVD:
             batch = operator.sample(self.batch_size, generator)
             terms = operator.sampled_terms(self._call_arg(models), batch, self.k, generator)
             loss = loss_fn(terms)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-            opt.step()
+            descend(opt, params, self.grad_clip, loss)
             schedule.step()
             if ema is not None:
                 ema.update_parameters(models)
