@@ -107,7 +107,8 @@ def test_disconnected_graph(method, normalization):
     # zero part: inside the null space, orthogonal to the trivial vector
     trivial = (dense_laplacian(edge_index, n, None).diagonal() if normalization == 'sym'
                else torch.ones(n, dtype=torch.float64)).sqrt()
-    assert (trivial @ pe).abs().max() < 1e-6
+    # (relative to the trivial vector's norm: pe is float32)
+    assert (trivial @ pe).abs().max() < 1e-6 * trivial.norm()
     assert max_principal_sine(pe[:, :zeros - 1], vectors[:, :zeros]) < 1e-6
     # non-zero part: the subspace of eigh's next eigenvectors
     rest = k - (zeros - 1)
@@ -221,6 +222,56 @@ def test_arpack_uncertified_float32_falls_back_to_float64(monkeypatch):
     monkeypatch.setattr(eigensolvers, 'CERTIFIED_SINE', 0.0)
     fallback, _ = run(edge_index, n, k, 'arpack')
     assert torch.equal(fallback, double)
+
+
+def mesh_with_components():
+    r"""A 12 x 14 grid, a 9 x 9 grid and an isolated node: a mesh-like graph
+    with a clustered low end and a zero eigenvalue repeated twice."""
+    big, small = grid_graph(12, 14), grid_graph(9, 9) + 168
+    return torch.cat([big, small], 1), 12 * 14 + 81 + 1
+
+
+@pytest.mark.parametrize('normalization', ['sym', None])
+def test_arpack_shift_invert_vs_eigh(normalization):
+    edge_index, n = mesh_with_components()
+    k = 10  # one zero contrast, then 9 non-zero pairs
+    L, values, vectors = reference(edge_index, n, k, normalization)
+    pe, lam = run(edge_index, n, k, 'arpack', shift_invert=True, normalization=normalization)
+    # the isolated node has eigenvalue 1 under 'sym', 0 under D - A
+    zeros = 2 if normalization == 'sym' else 3
+    assert (values.abs() < 1e-10).sum() == zeros
+    assert (lam[0, :zeros - 1] == 0).all()
+    # (the transform returns float32)
+    assert relative_error(lam[0, zeros - 1:], values[zeros:k + 1]).max() < 1e-6
+    # the non-zero part spans the exact eigenvectors (lambda_10 < lambda_11 here)
+    assert values[k] < values[k + 1] - 1e-6
+    assert max_principal_sine(pe[:, zeros - 1:], vectors[:, zeros:k + 1]) < 1e-5
+    check_pairs(L, pe, lam)
+
+
+def test_arpack_shift_invert_recovers_missed_copies():
+    n, k = 64, 10  # all eigenvalues of a cycle are double
+    x = torch.arange(n, dtype=torch.float64)
+    exact = torch.stack([f(2 * math.pi * j * x / n) for j in range(1, k // 2 + 1)
+                         for f in (torch.cos, torch.sin)], 1)
+    pe, lam = run(cycle_graph(n), n, k, 'arpack', shift_invert=True)
+    assert relative_error(lam[0], cycle_laplacian_spectrum(n)[1:k + 1] / 2).max() < 1e-6
+    assert max_principal_sine(pe, exact) < 1e-5
+
+
+def test_arpack_switches_to_shift_invert_when_lanczos_stalls(monkeypatch):
+    r"""With no Lanczos restart to spare, the default falls back to
+    shift-invert and gives its result; with :obj:`shift_invert=False` the
+    non-convergence is raised."""
+    from scipy.sparse.linalg import ArpackNoConvergence
+    from pyg_spectral.transforms import eigensolvers
+    edge_index, n = mesh_with_components()
+    k = 10
+    forced, _ = run(edge_index, n, k, 'arpack', shift_invert=True)
+    monkeypatch.setattr(eigensolvers, 'LANCZOS_RESTARTS', 1)
+    assert torch.equal(run(edge_index, n, k, 'arpack')[0], forced)
+    with pytest.raises(ArpackNoConvergence):
+        run(edge_index, n, k, 'arpack', shift_invert=False, maxiter=1)
 
 
 def test_seed_sign_convention_and_attr_name():

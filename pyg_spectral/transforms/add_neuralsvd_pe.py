@@ -120,7 +120,10 @@ class AddNeuralSVDPE(BaseTransform):
             copies of repeated eigenvalues), :obj:`dtype` of the main round
             (default :obj:`None`: float32, kept where an error bound certifies
             it, else float64; see :func:`~pyg_spectral.transforms.eigensolvers.solve_arpack`),
-            :obj:`oversample`.
+            :obj:`oversample`, and :obj:`shift_invert` (default :obj:`None`:
+            plain Lanczos, switching to shift-invert with one sparse LU
+            when Lanczos stalls on a clustered low end, as on large
+            mesh-like graphs).
     """
     EXACT_THRESHOLD: int = 256
     SPARSE_MIN_NODES: int = 64

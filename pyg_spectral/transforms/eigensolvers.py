@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.sparse.linalg import LinearOperator as ScipyOperator, eigsh
+from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator as ScipyOperator, eigsh, splu
 from torch import Tensor
 
 from ..operators import GraphOperator
@@ -226,11 +226,21 @@ PROBE_TOL = 1e-3
 # is solved again in float64. The bound is pessimistic (it charges the whole
 # residual to the gap), so it certifies less often than it could.
 CERTIFIED_SINE = 1e-2
+# Restarts granted to plain Lanczos before `shift_invert=None` gives up on it
+# for shift-invert. PubMed needs 41-45 in float32 and float64 (measured), a large
+# mesh-like graph (1e5-node geometric graph, smallest non-zero eigenvalues
+# ~1e-5 of a spectrum reaching 2) thousands.
+LANCZOS_RESTARTS = 150
+# Shift-invert pole, relative to the spectral bound: just below the deflated
+# zero eigenvalues, so that the smallest non-zero ones become the largest
+# and best separated eigenvalues of the inverse, however small they are.
+SHIFT_INVERT_SIGMA = -1e-6
 
 
 def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
                  oversample: int | None = None, max_rounds: int = 8,
-                 dtype: torch.dtype | None = None, **kwargs) -> tuple[Tensor, Tensor]:
+                 dtype: torch.dtype | None = None, shift_invert: bool | None = None,
+                 **kwargs) -> tuple[Tensor, Tensor]:
     r"""SciPy's ARPACK (:func:`scipy.sparse.linalg.eigsh`, CPU) on the
     deflated Laplacian of graph :obj:`g`, started from seeded vectors so that
     the result is reproducible; returns :obj:`(vectors [n_g, q], values [q])`.
@@ -256,7 +266,20 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
     (\lambda_{q+1} - \lambda_q)` is at most :obj:`CERTIFIED_SINE`
     (:math:`\lambda_{q+1}`: an oversampled Ritz value or the probe's), else
     solved again in float64 (float64 from the start with
-    :obj:`max_rounds=1`: no probe, no bound)."""
+    :obj:`max_rounds=1`: no probe, no bound).
+
+    :obj:`shift_invert`: :obj:`True` runs every round on the inverse of the
+    deflated Laplacian shifted just below zero (one sparse LU of
+    :math:`L - \sigma I`, in float64; the deflated directions are projected
+    out, which is exact because they span invariant subspaces of :math:`L`),
+    so that the smallest non-zero eigenvalues converge in a few dozen
+    products however clustered they are; :obj:`False` never does;
+    :obj:`None` (default) grants plain Lanczos :obj:`LANCZOS_RESTARTS`
+    restarts in its first round and switches to shift-invert when they run
+    out. A low end that plain Lanczos cannot resolve means a graph that
+    expands poorly (mesh-like, geometric), the kind whose LU stays sparse; on
+    a well-expanding graph plain Lanczos converges within the budget and no
+    LU is formed. An explicit :obj:`maxiter` is honoured as the budget."""
     if dtype not in (None, torch.float32, torch.float64):
         raise ValueError(f"dtype must be None, torch.float32 or torch.float64, got {dtype}")
     q = int(problem.q[g])
@@ -273,8 +296,10 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
     def laplacian(real: type) -> sp.coo_matrix:
         return sp.coo_matrix((M.values().numpy().astype(real), coords), shape=(n, n))
     L = laplacian(np.float64)
-    certify = dtype is None and max_rounds > 1  # the bound needs the probe
-    first = np.float32 if dtype == torch.float32 or certify else np.float64
+    # the bound needs the probe; a shift-invert round runs in float64 anyway
+    certify = dtype is None and max_rounds > 1 and not shift_invert
+    first = np.float64 if shift_invert else \
+        np.float32 if dtype == torch.float32 or certify else np.float64
     null = op.null
     N = sp.csr_matrix((null.basis.numpy(), (np.arange(n), null.labels.numpy())),
                       shape=(n, null.num_components))
@@ -293,6 +318,30 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
             return out if dense_null.shape[1] else out + op.shift * (N @ (NT @ X))
         return ScipyOperator((n, n), matvec=apply, matmat=apply, dtype=real)
 
+    sigma = SHIFT_INVERT_SIGMA * op.laplacian.spectral_bounds()[1]
+    lu = splu(sp.csc_matrix(L - sigma * sp.identity(n))) if shift_invert else None
+
+    def deflated_inverse(locked: np.ndarray) -> ScipyOperator:
+        r""":math:`(L + s P - \sigma I)^{-1} = (I - P)(L - \sigma I)^{-1}(I - P)
+        + P / (s - \sigma)`, since :math:`P` projects onto eigenvectors of :math:`L`."""
+        locked = np.concatenate([dense_null, locked], 1)
+
+        def split(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            inside = locked @ (locked.T @ X)
+            if not dense_null.shape[1]:
+                inside = inside + N @ (NT @ X)
+            return X - inside, inside
+
+        def apply(X: np.ndarray) -> np.ndarray:
+            outside, inside = split(X)
+            return split(lu.solve(outside))[0] + inside / (op.shift - sigma)
+        return ScipyOperator((n, n), matvec=apply, matmat=apply, dtype=np.float64)
+
+    def solve(locked: np.ndarray, real: type, **options):
+        if shift_invert:
+            options.update(sigma=sigma, which='LM', OPinv=deflated_inverse(locked))
+        return eigsh(deflated(locked, real), **options)
+
     generator = torch.Generator().manual_seed(s) if (s := _problem_seed(seed, g)) is not None else None
     options = {**ARPACK_DEFAULTS, **kwargs}
     extra = 0 if oversample is None else oversample
@@ -308,23 +357,29 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
         bound = found_values[q - 1] if found_values.size >= q else np.inf
         slack = max(options['tol'], np.finfo(real).eps ** 0.5) * max(1.0, abs(bound))
         if round_:
-            smallest = eigsh(deflated(found_vectors, real), k=1, v0=v0, which='SA',
-                             tol=PROBE_TOL, return_eigenvectors=False)[0]
+            smallest = solve(found_vectors, real, k=1, v0=v0, which='SA', tol=PROBE_TOL,
+                             return_eigenvectors=False)[0]
             if smallest >= bound - slack:
                 probe = smallest
                 break
         # below float32's epsilon ARPACK's tolerance cannot be met
         round_options = {**options, 'tol': max(options['tol'], np.finfo(real).eps)} \
             if real is np.float32 and options['tol'] > 0 else options
-        if round_ == 0 and null.num_components == 1:
-            # connected: the plain sparse matrix (ARPACK's matvecs stay in C,
-            # ~5x faster on PubMed) and one more pair, the simple trivial one
-            values, vectors = eigsh(laplacian(real), k=wanted + 1, v0=v0, **round_options)
-            trivial = np.argmax(np.abs(dense_null[:, 0] @ vectors))
-            values, vectors = np.delete(values, trivial), np.delete(vectors, trivial, 1)
-        else:
-            values, vectors = eigsh(deflated(found_vectors, real), k=wanted, v0=v0,
-                                    **round_options)
+        if round_ == 0 and shift_invert is None:
+            round_options = {'maxiter': LANCZOS_RESTARTS, **round_options}
+        try:
+            if round_ == 0 and null.num_components == 1 and not shift_invert:
+                # connected: the plain sparse matrix (ARPACK's matvecs stay in C,
+                # ~5x faster on PubMed) and one more pair, the simple trivial one
+                values, vectors = eigsh(laplacian(real), k=wanted + 1, v0=v0, **round_options)
+                trivial = np.argmax(np.abs(dense_null[:, 0] @ vectors))
+                values, vectors = np.delete(values, trivial), np.delete(vectors, trivial, 1)
+            else:
+                values, vectors = solve(found_vectors, real, k=wanted, v0=v0, **round_options)
+        except ArpackNoConvergence:
+            if round_ or shift_invert is not None:
+                raise
+            return solve_arpack(problem, g, seed, oversample, max_rounds, dtype, True, **kwargs)
         if real is np.float32:  # float64 Ritz pairs of the float32 span
             vectors = np.linalg.qr(vectors.astype(np.float64))[0]
             values, rotation = np.linalg.eigh(vectors.T @ (L @ vectors))
@@ -344,5 +399,6 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
         residual = np.linalg.norm(L @ found_vectors - found_vectors * found_values)
         gap = -np.inf if following is None else following * (1 - PROBE_TOL) - found_values[-1]
         if not residual <= CERTIFIED_SINE * gap:
-            return solve_arpack(problem, g, seed, oversample, max_rounds, torch.float64, **kwargs)
+            return solve_arpack(problem, g, seed, oversample, max_rounds, torch.float64,
+                                shift_invert, **kwargs)
     return torch.from_numpy(np.ascontiguousarray(found_vectors)), torch.from_numpy(found_values)
