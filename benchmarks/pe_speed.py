@@ -176,6 +176,7 @@ PEERS = {
     'ours arpack': ours('arpack'),
     'ours arpack, float32, 1 round (PyG precision)': ours('arpack', dtype=torch.float32, tol=0,
                                                           max_rounds=1),
+    'ours arpack, shift-invert': ours('arpack', shift_invert=True),
     'ours neuralsvd': ours('neuralsvd', steps=3000),
     'ours auto': ours('auto'),
 }

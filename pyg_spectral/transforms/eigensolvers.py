@@ -227,10 +227,11 @@ PROBE_TOL = 1e-3
 # residual to the gap), so it certifies less often than it could.
 CERTIFIED_SINE = 1e-2
 # Restarts granted to plain Lanczos before `shift_invert=None` gives up on it
-# for shift-invert. PubMed needs 41-45 in float32 and float64 (measured), a large
-# mesh-like graph (1e5-node geometric graph, smallest non-zero eigenvalues
-# ~1e-5 of a spectrum reaching 2) thousands.
-LANCZOS_RESTARTS = 150
+# for shift-invert: about twice what PubMed needs (41-45 in float32 and
+# float64, measured), while a large mesh-like graph (1e5-node geometric
+# graph, smallest non-zero eigenvalues ~1e-5 of a spectrum reaching 2) needs
+# thousands; each wasted restart there costs ~40 ms.
+LANCZOS_RESTARTS = 100
 # Shift-invert pole, relative to the spectral bound: just below the deflated
 # zero eigenvalues, so that the smallest non-zero ones become the largest
 # and best separated eigenvalues of the inverse, however small they are.
