@@ -37,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--epochs', type=int, default=200)
     p.add_argument('--lr', type=float, default=0.01)
     p.add_argument('--weight-decay', type=float, default=5e-4)
+    p.add_argument('--basis-schedule', choices=['cosine', 'constant'], default='cosine',
+                   help='learning rate of an amortized eigenbasis: decayed to 0 over the '
+                        'epochs (default) or constant, like the rest of the model')
     p.add_argument('--device', default='cpu', help='cpu | cuda | cuda:N')
     p.add_argument('--out', help='also write the results as JSON to this path')
     p.add_argument('--no-progress', action='store_true')
@@ -52,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         results = [
             run_node_classification(d, m, seeds=args.seeds, epochs=args.epochs,
                                     lr=args.lr, weight_decay=args.weight_decay,
-                                    device=args.device, progress=not args.no_progress)
+                                    device=args.device, progress=not args.no_progress,
+                                    basis_schedule=args.basis_schedule)
             for d in args.dataset for m in args.model
         ]
     except (ValueError, FileNotFoundError) as err:

@@ -9,7 +9,7 @@ from torch_geometric.utils import degree, to_scipy_sparse_matrix
 from pyg_spectral.losses.eigen_losses import brockett_weights, eigen_loss_from_rayleigh
 from pyg_spectral.metrics import max_principal_sine
 from pyg_spectral.nn import (AmortizedEigenbasis, amortized_eigh, amortized_svd, eigen_loss,
-                             exact_eigh)
+                             eigen_parameters, exact_eigh)
 from pyg_spectral.nn.amortized import canonical_signs
 from pyg_spectral.operators import GraphOperator
 
@@ -206,6 +206,29 @@ def test_module_warm_start_exact_mode_and_shared_loss():
     assert float(total) == pytest.approx(float(basis.eigen_loss()))
     assert float(total) == pytest.approx(-float((brockett_weights(3) * lam_ex).sum()))
     assert 'k=3' in repr(basis) and 'exact' in repr(exact)
+    # the shared basis's W once; the exact one has no parameter
+    params = eigen_parameters(torch.nn.ModuleList([model, torch.nn.Linear(2, 2)]))
+    assert len(params) == 1 and params[0] is basis.weight
+
+
+def test_bench_optimizer_decays_only_the_basis_group():
+    from pyg_spectral.bench.models.lowrank_gcn import _lowrank_gcn
+    from pyg_spectral.bench.node_classification import _optimizer
+    net = _lowrank_gcn(5, 3, AmortizedEigenbasis(30, 4))
+    opt, schedule = _optimizer(net, 0.01, 5e-4, 'cosine', epochs=10)
+    rest, basis = opt.param_groups
+    assert basis['params'] == [net.conv1.basis.weight]
+    assert len(rest['params']) == len(list(net.parameters())) - 1
+    for _ in range(5):
+        opt.step()
+        schedule.step()
+    assert rest['lr'] == pytest.approx(0.01) and basis['lr'] == pytest.approx(0.005)
+    for _ in range(5):
+        opt.step()
+        schedule.step()
+    assert basis['lr'] == pytest.approx(0.0, abs=1e-12)
+    opt, _ = _optimizer(net, 0.01, 5e-4, 'constant', epochs=10)
+    assert [g['lr'] for g in opt.param_groups] == [0.01, 0.01]
 
 
 def test_lazy_size():

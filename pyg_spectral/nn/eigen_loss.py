@@ -1,4 +1,5 @@
-"""The one line a training loop adds: the sum of all auxiliary eigen-losses."""
+"""The one line a training loop adds (the sum of all auxiliary eigen-losses),
+and the parameters those losses train, for an optimizer group of their own."""
 from __future__ import annotations
 
 import torch
@@ -24,3 +25,32 @@ def eigen_loss(model: nn.Module) -> Tensor:
         param = next(model.parameters(), None)
         return torch.zeros((), device=param.device if param is not None else None)
     return torch.stack(losses).sum()
+
+
+def eigen_parameters(model: nn.Module) -> list[nn.Parameter]:
+    r"""The parameters of every :class:`EigenLossModule` inside :obj:`model`
+    (e.g. the :math:`W` of an amortized eigenbasis), each once, for an
+    optimizer parameter group of their own.
+
+    An adaptive optimizer such as Adam moves every entry of :math:`W` by about
+    its learning rate at each step, whatever the gradient's size, so at a
+    constant learning rate the basis keeps jittering around the eigenvectors
+    instead of settling (on PubMed's tightly clustered top eigenvalues, see
+    ``benchmarks/RESULTS.md`` section 3.4); decaying that group's learning
+    rate lets it converge while the rest of the model keeps its schedule:
+
+    .. code-block:: python
+
+        basis = eigen_parameters(model)
+        ids = {id(p) for p in basis}
+        rest = [p for p in model.parameters() if id(p) not in ids]
+        opt = torch.optim.Adam([{'params': rest}, {'params': basis}], lr=0.01)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, [lambda t: 1.0, lambda t: 0.5 * (1 + math.cos(math.pi * t / steps))])
+    """
+    seen: dict[int, nn.Parameter] = {}
+    for module in model.modules():
+        if isinstance(module, EigenLossModule):
+            for param in module.parameters():
+                seen.setdefault(id(param), param)
+    return list(seen.values())
