@@ -1,15 +1,20 @@
-"""Measurement helpers shared by the benchmark scripts: wall time, peak
-memory, a trusted reference eigenspace and sign/rotation-invariant errors."""
+"""Measurement helpers shared by the benchmark scripts: a time-limited run in
+a child process (wall time, peak memory), a trusted reference eigenspace and
+sign/rotation-invariant errors."""
 from __future__ import annotations
 
+import multiprocessing as mp
 import os
+import pickle
 import time
-from contextlib import contextmanager
+import traceback
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from scipy.sparse.csgraph import connected_components
+from scipy.sparse.linalg import LinearOperator as ScipyOperator, eigsh, splu
 
 from pyg_spectral.metrics import max_principal_sine
 
@@ -22,27 +27,36 @@ def _vm_kib(field: str) -> int:
     return 0
 
 
-@dataclass
-class Measure:
-    seconds: float = 0.0
-    peak_mib: float = 0.0
-
-
-@contextmanager
-def measured():
-    r"""Wall time and the peak resident memory above the level at entry
-    (Linux: VmHWM is reset through /proc/self/clear_refs)."""
-    m = Measure()
+def _child(fn, args, conn) -> None:
     try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')
-    except OSError:
-        pass
-    base = _vm_kib('VmRSS:')
-    start = time.perf_counter()
-    yield m
-    m.seconds = time.perf_counter() - start
-    m.peak_mib = max(0, _vm_kib('VmHWM:') - base) / 1024
+        start = _vm_kib('VmRSS:')
+        t = time.perf_counter()
+        out = fn(*args)
+        wall = time.perf_counter() - t
+        result = ('ok', wall, (_vm_kib('VmHWM:') - start) / 1024, out)
+    except Exception as e:  # a peer's own error is a result of the benchmark
+        result = ('error', 0.0, 0.0, f'{type(e).__name__}: {str(e)[:80]}')
+        traceback.print_exc()
+    # plain pickle: multiprocessing's own would pass tensors as file
+    # descriptors of shared memory, which die with this process
+    conn.send_bytes(pickle.dumps(result))
+
+
+def run_limited(fn, args: tuple, limit: float) -> tuple[str, float, float, object]:
+    r"""Runs :obj:`fn(*args)` in a forked child for at most :obj:`limit`
+    seconds: :obj:`(status, wall seconds, peak MiB above the child's start,
+    result or message)`, status :obj:`'ok'`, :obj:`'error'` or
+    :obj:`'timeout'` (the child is killed)."""
+    parent, child = mp.Pipe(duplex=False)
+    proc = mp.get_context('fork').Process(target=_child, args=(fn, args, child))
+    proc.start()
+    if parent.poll(limit):
+        result = pickle.loads(parent.recv_bytes())
+        proc.join()
+        return result
+    proc.kill()
+    proc.join()
+    return ('timeout', limit, 0.0, f'> {limit:.0f} s')
 
 
 @dataclass
@@ -52,23 +66,62 @@ class Reference:
     how: str
 
 
-def reference_smallest(L: sp.csr_matrix, k: int, dense_limit: int = 5000,
-                       cluster_tol: float = 1e-6) -> Reference:
-    r"""The k smallest eigenpairs of a symmetric sparse matrix in float64,
-    extended to the whole eigenvalue cluster at position k so that any valid
-    choice inside a degenerate eigenspace counts as right. Dense
-    :obj:`eigh` up to :obj:`dense_limit` nodes, else shift-invert Lanczos
-    (trusted only without large degenerate clusters: connected graphs)."""
+def null_space_basis(edge_index, n: int, edge_weight=None) -> np.ndarray:
+    r"""Orthonormal basis :obj:`[n, c]` of the zero eigenspace of the
+    symmetric normalized Laplacian: :math:`D^{1/2} 1_C / \sqrt{vol(C)}` for
+    every connected component :math:`C` with edges (an isolated node has
+    eigenvalue 1 there)."""
+    from torch_geometric.utils import to_scipy_sparse_matrix
+    A = to_scipy_sparse_matrix(edge_index, edge_weight, n).tocsr()
+    deg = np.asarray(A.sum(1)).ravel()
+    c, labels = connected_components(A, directed=False)
+    vol = np.bincount(labels, weights=deg, minlength=c)
+    keep = vol[labels] > 0
+    cols = np.unique(labels[keep], return_inverse=True)[1]
+    B = np.zeros((n, cols.max() + 1))
+    B[np.flatnonzero(keep), cols] = np.sqrt(deg[keep] / vol[labels[keep]])
+    return B
+
+
+def deflated_shift_invert(L, null: np.ndarray, count: int, sigma: float = -1e-6):
+    r"""The :obj:`count` smallest eigenpairs of :obj:`L` orthogonal to the
+    orthonormal columns of :obj:`null` (eigenvectors of L): shift-invert
+    Lanczos on :math:`(I - P)(L - \sigma I)^{-1}(I - P)`, tolerance 0.
+    Plain shift-invert finds only some copies of a repeated zero (it missed
+    one of four on a random geometric graph), hence the projection."""
+    n = L.shape[0]
+    lu = splu(sp.csc_matrix(L - sigma * sp.identity(n)))
+
+    def apply(x):
+        x = x - null @ (null.T @ x)
+        y = lu.solve(x)
+        return y - null @ (null.T @ y)
+    op = ScipyOperator((n, n), matvec=apply, matmat=apply, dtype=np.float64)
+    nu, vecs = eigsh(op, k=count, which='LA', tol=0, v0=np.ones(n) - null @ (null.T @ np.ones(n)))
+    order = np.argsort(-nu)
+    return sigma + 1 / nu[order], vecs[:, order]
+
+
+def reference_smallest(L: sp.csr_matrix, k: int, null: np.ndarray | None = None,
+                       dense_limit: int = 5000, cluster_tol: float = 1e-6) -> Reference:
+    r"""The k smallest eigenpairs of a symmetric normalized Laplacian in
+    float64, extended to the whole eigenvalue cluster at position k so that
+    any valid choice inside a degenerate eigenspace counts as right. Dense
+    :obj:`eigh` up to :obj:`dense_limit` nodes, else the zero eigenspace
+    :obj:`null` (:func:`null_space_basis`, required there) and the next
+    eigenpairs by :func:`deflated_shift_invert`."""
     n = L.shape[0]
     if n <= dense_limit:
         w, V = np.linalg.eigh(L.toarray())
         how = 'dense eigh (float64)'
     else:
-        from scipy.sparse.linalg import eigsh
-        w, V = eigsh(L.astype(np.float64), k=k + 8, sigma=-1e-3, which='LM', tol=1e-12)
-        order = np.argsort(w)
-        w, V = w[order], V[:, order]
-        how = 'eigsh shift-invert, sigma=-1e-3, tol=1e-12 (float64)'
+        if null is None:
+            raise ValueError("a graph above dense_limit needs its zero eigenspace (null)")
+        count = max(k + 8 - null.shape[1], 0)
+        w, V = deflated_shift_invert(L, null, count) if count else (np.zeros(0), np.zeros((n, 0)))
+        w, V = np.concatenate([np.zeros(null.shape[1]), w]), np.concatenate([null, V], 1)
+        how = ('zero eigenspace from the components, then shift-invert Lanczos with it '
+               'projected out, tol=0 (float64)')
     K = k
     while K < len(w) and w[K] - w[k - 1] <= cluster_tol * max(1.0, abs(w[k - 1])):
         K += 1

@@ -26,7 +26,7 @@ from torch_geometric.transforms import AddLaplacianEigenvectorPE
 from torch_geometric.utils import coalesce, get_laplacian, to_scipy_sparse_matrix, to_undirected
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import errors, measured, reference_smallest, threads  # noqa: E402
+from common import errors, null_space_basis, reference_smallest, run_limited, threads  # noqa: E402
 
 from pyg_spectral import GraphOperator, NeuralSVD  # noqa: E402
 from pyg_spectral.datasets import load_planetoid  # noqa: E402
@@ -83,13 +83,12 @@ def rewire(ei, n, frac=0.01, seed=0):
 
 
 # ---------------------------------------------------------------- methods
-def run_neuralsvd(ei, n, w, steps, tol, init=None, check_every=25, keep=None):
+def run_neuralsvd(ei, n, w, steps, tol, init=None, check_every=25):
+    r"""Also returns the fit, whose whole table warm-starts the next solve."""
     op = GraphOperator.from_edge_index(ei, n, w, kind='sym_laplacian')
     res = NeuralSVD(K).fit(op, largest=False, steps=steps, tol=tol, init=init,
                            check_every=check_every, refine=True, progress=False)
-    if keep is not None:
-        keep['result'] = res
-    return res.eigenvalues.numpy(), res.eigenvectors.numpy(), f'{res.steps} steps'
+    return res.eigenvalues.numpy(), res.eigenvectors.numpy(), f'{res.steps} steps', res
 
 
 def run_eigsh(L, shift_invert=False, v0=None):
@@ -126,62 +125,63 @@ def verdict(eig_err, sine, ref):
     return 'ok' if eig_err <= 1e-3 * scale and sine <= 0.05 else 'WRONG'
 
 
-def timed_row(graph, regime, method, run, ref, base=None):
-    r"""Runs :obj:`run() -> (values, vectors, note)` and formats its row;
-    a solver that raises (e.g. ARPACK's no-convergence) is reported as FAILED."""
-    with measured() as m:
-        try:
-            w, V, note = run()
-            failure = None
-        except Exception as err:  # the peers' own errors are results here
-            failure = f'{type(err).__name__}: {str(err)[:80]}'
-    ratio = f'{m.seconds / base:.2f}' if base else ''
-    if failure:
-        return m.seconds, None, (f'| {graph} | {regime} | {method} | {m.seconds:.3f} | {ratio} | '
-                                 f'{m.peak_mib:.0f} | - | - | FAILED | {failure} |')
+def timed_row(graph, regime, method, run, ref, limit, base=None):
+    r"""Runs :obj:`run() -> (values, vectors, note, *extra)` in a child
+    process for at most :obj:`limit` seconds and formats its row; a solver
+    that raises (e.g. ARPACK's no-convergence) or runs out of time is
+    reported as FAILED. Returns :obj:`(seconds, vectors, row, extra)`."""
+    status, seconds, peak, out = run_limited(run, (), limit)
+    ratio = f'{seconds / base:.2f}' if base else ''
+    if status != 'ok':
+        return seconds, None, (f'| {graph} | {regime} | {method} | {seconds:.3f} | {ratio} | '
+                               f'{peak:.0f} | - | - | FAILED | {out} |'), ()
+    w, V, note, *extra = out
     eig_err, sine = errors(w, V, ref, K)
     v = verdict(eig_err, sine, ref)
-    return m.seconds, V, (f'| {graph} | {regime} | {method} | {m.seconds:.3f} | {ratio} | '
-                          f'{m.peak_mib:.0f} | {eig_err:.2e} | {sine:.2e} | {v} | {note} |')
+    return seconds, V, (f'| {graph} | {regime} | {method} | {seconds:.3f} | {ratio} | '
+                        f'{peak:.0f} | {eig_err:.2e} | {sine:.2e} | {v} | {note} |'), extra
 
 
-def bench_graph(name, steps, tol, lines):
+def bench_graph(name, steps, tol, limit, lines):
     ei, n = load_graph(name)
     L = sym_laplacian(ei, n)
     t = time.perf_counter()
-    ref = reference_smallest(L, K)
+    ref = reference_smallest(L, K, null_space_basis(ei, n))
     lines.append(f'\n**{name}**: n={n}, edges={ei.size(1)}, reference: {ref.how} '
                  f'({time.perf_counter() - t:.1f} s), eigenvalue cluster at k closes at '
                  f'K={len(ref.values)}; lambda_1..16 = {ref.values[0]:.3g} .. {ref.values[K - 1]:.3g}\n')
     lines.append('| graph | regime | method | seconds | / ours | peak MiB | eig err | subspace sine | verdict | note |')
     lines.append('|---|---|---|---|---|---|---|---|---|---|')
-    previous = {}
-    ours, V_ours, line = timed_row(name, 'cold', 'NeuralSVD (free table)',
-                                   lambda: run_neuralsvd(ei, n, None, steps, tol, keep=previous), ref)
+    ours, V_ours, line, fit = timed_row(name, 'cold', 'NeuralSVD (free table)',
+                                        lambda: run_neuralsvd(ei, n, None, steps, tol), ref, limit)
     lines.append(line)
     peers = [('scipy eigsh SA', lambda: run_eigsh(L)),
              ('scipy eigsh shift-invert', lambda: run_eigsh(L, shift_invert=True)),
              ('torch.lobpcg fp32', lambda: run_lobpcg(L)),
              ('PyG AddLaplacianEigenvectorPE', lambda: run_pyg(ei, n, L, ref))]
     for method, run in peers:
-        lines.append(timed_row(name, 'cold', method, run, ref, ours)[2])
+        lines.append(timed_row(name, 'cold', method, run, ref, limit, ours)[2])
     print('\n'.join(lines[-7:]), flush=True)
+    if not fit:
+        lines.append(f'| {name} | tracking | NeuralSVD warm | - | | - | - | - | not run | '
+                     f'no cold solution to start from |')
+        return
 
     # tracking: a small change of the graph, warm starts from our cold
     # solution (the whole table, oversampled columns included)
     for regime, (ei2, w2) in (('weights +-5%', perturb_weights(ei, n)),
                               ('1% edges rewired', rewire(ei, n))):
         L2 = sym_laplacian(ei2, n, w2)
-        ref2 = reference_smallest(L2, K)
-        ours, _, line = timed_row(name, regime, 'NeuralSVD warm', lambda: run_neuralsvd(
-            ei2, n, w2, steps, tol, init=previous['result'], check_every=5), ref2)
+        ref2 = reference_smallest(L2, K, null_space_basis(ei2, n, w2))
+        ours, _, line, _ = timed_row(name, regime, 'NeuralSVD warm', lambda: run_neuralsvd(
+            ei2, n, w2, steps, tol, init=fit[0], check_every=5), ref2, limit)
         lines.append(line)
         peers = [('scipy eigsh SA cold', lambda: run_eigsh(L2)),
                  ('scipy eigsh shift-invert cold', lambda: run_eigsh(L2, shift_invert=True)),
                  ('scipy eigsh SA, v0 from old', lambda: run_eigsh(L2, v0=V_ours.sum(1))),
                  ('torch.lobpcg warm fp32', lambda: run_lobpcg(L2, X0=V_ours))]
         for method, run in peers:
-            lines.append(timed_row(name, regime, method, run, ref2, ours)[2])
+            lines.append(timed_row(name, regime, method, run, ref2, limit, ours)[2])
         print('\n'.join(lines[-5:]), flush=True)
 
 
@@ -190,13 +190,15 @@ def main():
     p.add_argument('--graphs', nargs='+', default=['Cora', 'CiteSeer', 'PubMed', 'geo100000'])
     p.add_argument('--steps', type=int, default=3000)
     p.add_argument('--tol', type=float, default=1e-5)
+    p.add_argument('--limit', type=float, default=600.0,
+                   help='seconds per row; a slower solver is killed and reported FAILED')
     p.add_argument('--out')
     args = p.parse_args()
     lines = [f'### NeuralSVD vs eigensolvers, k={K} smallest of the sym. normalized Laplacian',
              '', f'`{" ".join(sys.argv)}`; {time.strftime("%Y-%m-%d")}; {threads()}; '
              f'"/ ours" = seconds / seconds of our row of the same regime']
     for g in args.graphs:
-        bench_graph(g, args.steps, args.tol, lines)
+        bench_graph(g, args.steps, args.tol, args.limit, lines)
     if args.out:
         Path(args.out).write_text('\n'.join(lines) + '\n')
 

@@ -25,25 +25,26 @@ connected graphs (PubMed, the largest component).
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
 import platform
 import subprocess
 import sys
 import time
-import traceback
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import connected_components
-from scipy.sparse.linalg import LinearOperator as ScipyOperator, eigsh, splu
+from scipy.sparse.linalg import eigsh
 from torch_geometric.data import Batch, Data
 from torch_geometric.transforms import AddLaplacianEigenvectorPE
 from torch_geometric.utils import get_laplacian, to_scipy_sparse_matrix, to_undirected
 
 from pyg_spectral.metrics import max_principal_sine
 from pyg_spectral.transforms import AddNeuralSVDPE
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import deflated_shift_invert, null_space_basis, run_limited  # noqa: E402
 
 EIG_TOL, SUB_TOL = 1e-3, 1e-2
 
@@ -183,35 +184,6 @@ PEERS = {
 
 
 # -------------------------------------------------------------- references
-def null_space_basis(edge_index, n):
-    A = to_scipy_sparse_matrix(edge_index, None, n).tocsr()
-    deg = np.asarray(A.sum(1)).ravel()
-    c, labels = connected_components(A, directed=False)
-    vol = np.bincount(labels, weights=deg, minlength=c)
-    keep = vol[labels] > 0
-    cols = np.unique(labels[keep], return_inverse=True)[1]
-    B = np.zeros((n, cols.max() + 1))
-    B[np.flatnonzero(keep), cols] = np.sqrt(deg[keep] / vol[labels[keep]])
-    return B
-
-
-def deflated_shift_invert(L, null, count, sigma=-1e-6):
-    r"""The :obj:`count` smallest eigenpairs of :obj:`L` orthogonal to the
-    orthonormal columns of :obj:`null` (eigenvectors of L): shift-invert
-    Lanczos on :math:`(I - P)(L - \sigma I)^{-1}(I - P)`, tolerance 0."""
-    n = L.shape[0]
-    lu = splu(sp.csc_matrix(L - sigma * sp.identity(n)))
-
-    def apply(x):
-        x = x - null @ (null.T @ x)
-        y = lu.solve(x)
-        return y - null @ (null.T @ y)
-    op = ScipyOperator((n, n), matvec=apply, matmat=apply, dtype=np.float64)
-    nu, vecs = eigsh(op, k=count, which='LA', tol=0, v0=np.ones(n) - null @ (null.T @ np.ones(n)))
-    order = np.argsort(-nu)
-    return sigma + 1 / nu[order], vecs[:, order]
-
-
 def reference(graph: Data, k: int, dense_ok: bool):
     r"""(eigenvalues 1..k, basis of the eigenspace of eigenvalues <= lambda_k)."""
     n = graph.num_nodes
@@ -244,34 +216,6 @@ def check(graph, vecs, ref):
 
 
 # --------------------------------------------------------------- running
-def _child(fn, graphs, k, seed, conn):
-    try:
-        with open('/proc/self/status') as f:
-            start = next(int(l.split()[1]) for l in f if l.startswith('VmRSS'))
-        t = time.perf_counter()
-        out = fn(graphs, k, seed)
-        wall = time.perf_counter() - t
-        with open('/proc/self/status') as f:
-            peak = next(int(l.split()[1]) for l in f if l.startswith('VmHWM'))
-        conn.send(('ok', wall, (peak - start) / 1024, out))
-    except Exception as e:  # reported in the table
-        conn.send(('error', 0.0, 0.0, f'{type(e).__name__}: {str(e)[:60]}'))
-        traceback.print_exc()
-
-
-def run_peer(fn, graphs, k, seed, limit):
-    parent, child = mp.Pipe(duplex=False)
-    proc = mp.get_context('fork').Process(target=_child, args=(fn, graphs, k, seed, child))
-    proc.start()
-    if parent.poll(limit):
-        result = parent.recv()
-        proc.join()
-        return result
-    proc.kill()
-    proc.join()
-    return ('timeout', limit, 0.0, f'> {limit:.0f} s')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument('--small', type=int, default=10_000)
@@ -326,7 +270,7 @@ def main() -> None:
                 rows.append((peer, None, None, None, None,
                              'n/a (per-graph loop; PyG row is the per-graph CPU path)'))
                 continue
-            status, wall, mem, out = run_peer(fn, graphs, k, args.seed, args.limit)
+            status, wall, mem, out = run_limited(fn, (graphs, k, args.seed), args.limit)
             if status != 'ok':
                 rows.append((peer, wall if status == 'timeout' else None, None, None, None,
                              f'FAILED ({out})'))

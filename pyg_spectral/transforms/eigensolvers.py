@@ -272,15 +272,17 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
     :obj:`shift_invert`: :obj:`True` runs every round on the inverse of the
     deflated Laplacian shifted just below zero (one sparse LU of
     :math:`L - \sigma I`, in float64; the deflated directions are projected
-    out, which is exact because they span invariant subspaces of :math:`L`),
-    so that the smallest non-zero eigenvalues converge in a few dozen
-    products however clustered they are; :obj:`False` never does;
-    :obj:`None` (default) grants plain Lanczos :obj:`LANCZOS_RESTARTS`
+    out, which is exact because they span invariant subspaces of :math:`L`):
+    eigenvalues that are tiny and close for Lanczos (relative to the
+    spectrum's width) are well separated after inversion; :obj:`False` never
+    does; :obj:`None` (default) grants plain Lanczos :obj:`LANCZOS_RESTARTS`
     restarts in its first round and switches to shift-invert when they run
     out. A low end that plain Lanczos cannot resolve means a graph that
-    expands poorly (mesh-like, geometric), the kind whose LU stays sparse; on
-    a well-expanding graph plain Lanczos converges within the budget and no
-    LU is formed. An explicit :obj:`maxiter` is honoured as the budget."""
+    expands poorly (mesh-like, geometric), typically one whose LU stays
+    sparse; on a well-expanding graph plain Lanczos converges within the
+    budget and no LU is formed (on PubMed the LU would cost several times
+    the whole plain solve). An explicit :obj:`maxiter` is honoured as the
+    budget."""
     if dtype not in (None, torch.float32, torch.float64):
         raise ValueError(f"dtype must be None, torch.float32 or torch.float64, got {dtype}")
     q = int(problem.q[g])
