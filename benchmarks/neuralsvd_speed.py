@@ -129,7 +129,8 @@ def timed_row(graph, regime, method, run, ref, limit, base=None):
     r"""Runs :obj:`run() -> (values, vectors, note, *extra)` in a child
     process for at most :obj:`limit` seconds and formats its row; a solver
     that raises (e.g. ARPACK's no-convergence) or runs out of time is
-    reported as FAILED. Returns :obj:`(seconds, vectors, row, extra)`."""
+    reported as FAILED. Returns :obj:`(seconds, vectors or None when not
+    right, row, extra)`."""
     status, seconds, peak, out = run_limited(run, (), limit)
     ratio = f'{seconds / base:.2f}' if base else ''
     if status != 'ok':
@@ -138,8 +139,9 @@ def timed_row(graph, regime, method, run, ref, limit, base=None):
     w, V, note, *extra = out
     eig_err, sine = errors(w, V, ref, K)
     v = verdict(eig_err, sine, ref)
-    return seconds, V, (f'| {graph} | {regime} | {method} | {seconds:.3f} | {ratio} | '
-                        f'{peak:.0f} | {eig_err:.2e} | {sine:.2e} | {v} | {note} |'), extra
+    return seconds, V if v == 'ok' else None, (
+        f'| {graph} | {regime} | {method} | {seconds:.3f} | {ratio} | '
+        f'{peak:.0f} | {eig_err:.2e} | {sine:.2e} | {v} | {note} |'), extra
 
 
 def bench_graph(name, steps, tol, limit, lines):
@@ -162,24 +164,27 @@ def bench_graph(name, steps, tol, limit, lines):
     for method, run in peers:
         lines.append(timed_row(name, 'cold', method, run, ref, limit, ours)[2])
     print('\n'.join(lines[-7:]), flush=True)
-    if not fit:
-        lines.append(f'| {name} | tracking | NeuralSVD warm | - | | - | - | - | not run | '
-                     f'no cold solution to start from |')
-        return
 
-    # tracking: a small change of the graph, warm starts from our cold
-    # solution (the whole table, oversampled columns included)
+    # tracking: a small change of the graph, warm starts from the previous
+    # solution: ours (the whole table, oversampled columns included) where it
+    # is right, else the reference's, so that a failed cold solve does not
+    # decide the tracking rows too
+    if V_ours is not None:
+        init, V_old, start = fit[0], V_ours, 'from ours'
+    else:
+        V_old = ref.vectors[:, :K]
+        init, start = torch.from_numpy(np.ascontiguousarray(V_old)), 'from the reference'
     for regime, (ei2, w2) in (('weights +-5%', perturb_weights(ei, n)),
                               ('1% edges rewired', rewire(ei, n))):
         L2 = sym_laplacian(ei2, n, w2)
         ref2 = reference_smallest(L2, K, null_space_basis(ei2, n, w2))
-        ours, _, line, _ = timed_row(name, regime, 'NeuralSVD warm', lambda: run_neuralsvd(
-            ei2, n, w2, steps, tol, init=fit[0], check_every=5), ref2, limit)
+        ours, _, line, _ = timed_row(name, regime, f'NeuralSVD warm {start}', lambda: run_neuralsvd(
+            ei2, n, w2, steps, tol, init=init, check_every=5), ref2, limit)
         lines.append(line)
         peers = [('scipy eigsh SA cold', lambda: run_eigsh(L2)),
                  ('scipy eigsh shift-invert cold', lambda: run_eigsh(L2, shift_invert=True)),
-                 ('scipy eigsh SA, v0 from old', lambda: run_eigsh(L2, v0=V_ours.sum(1))),
-                 ('torch.lobpcg warm fp32', lambda: run_lobpcg(L2, X0=V_ours))]
+                 (f'scipy eigsh SA, v0 {start}', lambda: run_eigsh(L2, v0=V_old.sum(1))),
+                 (f'torch.lobpcg warm {start} fp32', lambda: run_lobpcg(L2, X0=V_old))]
         for method, run in peers:
             lines.append(timed_row(name, regime, method, run, ref2, limit, ours)[2])
         print('\n'.join(lines[-5:]), flush=True)
