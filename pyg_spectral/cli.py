@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--basis-schedule', choices=['cosine', 'constant'], default='cosine',
                    help='learning rate of an amortized eigenbasis: decayed to 0 over the '
                         'epochs (default) or constant, like the rest of the model')
+    p.add_argument('--largest-component', action='store_true',
+                   help='train and test on the largest connected component only')
     p.add_argument('--device', default='cpu', help='cpu | cuda | cuda:N')
     p.add_argument('--out', help='also write the results as JSON to this path')
     p.add_argument('--no-progress', action='store_true')
@@ -56,7 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             run_node_classification(d, m, seeds=args.seeds, epochs=args.epochs,
                                     lr=args.lr, weight_decay=args.weight_decay,
                                     device=args.device, progress=not args.no_progress,
-                                    basis_schedule=args.basis_schedule)
+                                    basis_schedule=args.basis_schedule,
+                                    largest_component=args.largest_component)
             for d in args.dataset for m in args.model
         ]
     except (ValueError, FileNotFoundError) as err:

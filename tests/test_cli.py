@@ -38,3 +38,20 @@ def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, '-m', 'pyg_spectral', 'bench', 'planetoid', '--help'],
                           capture_output=True, text=True)
     assert proc.returncode == 0 and '--dataset' in proc.stdout
+
+
+def test_largest_component_option(tmp_path, cora):
+    r"""Cora's largest component: 2485 of 2708 nodes, masks carried along,
+    and a connected graph (the top eigenvalue of its GCN matrix is simple)."""
+    from pyg_spectral.bench.node_classification import load_graph
+    data, num_classes, _ = load_graph('Cora', largest_component=True)
+    assert data.num_nodes == 2485 and num_classes == 7
+    assert data.train_mask.shape == (2485,) and int(data.train_mask.sum()) == 122
+    from scipy.sparse.csgraph import connected_components
+    from torch_geometric.utils import to_scipy_sparse_matrix
+    assert connected_components(to_scipy_sparse_matrix(data.edge_index, num_nodes=2485))[0] == 1
+    out = tmp_path / 'res.json'
+    assert main(['bench', 'planetoid', '--dataset', 'Cora', '--largest-component', '--seeds', '1',
+                 '--epochs', '5', '--out', str(out), '--no-progress']) == 0
+    res = json.loads(out.read_text())[0]
+    assert res['dataset'] == 'Cora (largest component)' and res['settings']['largest_component']
