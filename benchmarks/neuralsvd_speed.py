@@ -204,8 +204,8 @@ def main():
              f'"/ ours" = seconds / seconds of our row of the same regime']
     for g in args.graphs:
         bench_graph(g, args.steps, args.tol, args.limit, lines)
-    if args.out:
-        Path(args.out).write_text('\n'.join(lines) + '\n')
+        if args.out:  # after every graph, so that a stopped run keeps what it measured
+            Path(args.out).write_text('\n'.join(lines) + '\n')
 
 
 if __name__ == '__main__':
