@@ -20,6 +20,7 @@ def _dataset_name(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from .bench.node_classification import BASIS_SCHEDULES
     from .bench.registry import available_models
 
     parser = argparse.ArgumentParser(prog='pyg-spectral', description=__doc__)
@@ -37,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--epochs', type=int, default=200)
     p.add_argument('--lr', type=float, default=0.01)
     p.add_argument('--weight-decay', type=float, default=5e-4)
-    p.add_argument('--basis-schedule', choices=['cosine', 'constant'], default='cosine',
+    p.add_argument('--basis-schedule', choices=BASIS_SCHEDULES, default='cosine',
                    help='learning rate of an amortized eigenbasis: decayed to 0 over the '
                         'epochs (default) or constant, like the rest of the model')
     p.add_argument('--largest-component', action='store_true',

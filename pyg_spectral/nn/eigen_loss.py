@@ -37,7 +37,8 @@ def eigen_parameters(model: nn.Module) -> list[nn.Parameter]:
     constant learning rate the basis keeps jittering around the eigenvectors
     instead of settling (on PubMed's tightly clustered top eigenvalues, see
     ``benchmarks/RESULTS.md`` section 3.4); decaying that group's learning
-    rate lets it converge while the rest of the model keeps its schedule:
+    rate lets it converge while the rest of the model keeps its schedule
+    (here over a run of ``steps`` optimizer steps):
 
     .. code-block:: python
 
