@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import math
 import os
 import platform
 import statistics
@@ -345,13 +344,12 @@ def convergence_rows(name, checkpoints=(50, 100, 200, 400, 800)):
         vals = torch.ones(K)
     else:
         cluster = K
+    from pyg_spectral.bench.node_classification import make_optimizer
     rows, total = [], max(checkpoints)
     for schedule in ('constant', 'cosine'):
         torch.manual_seed(0)
         basis = AmortizedEigenbasis(n, K)
-        opt = torch.optim.Adam(basis.parameters(), lr=0.01, weight_decay=5e-4)
-        decay = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: 0.5 * (
-            1 + math.cos(math.pi * t / total)) if schedule == 'cosine' else 1.0)
+        opt, decay = make_optimizer(basis, 0.01, 5e-4, schedule, total)
         for step in range(1, total + 1):
             opt.zero_grad()
             U, lam = basis(op)

@@ -129,13 +129,14 @@ def timed_row(graph, regime, method, run, ref, limit, base=None):
     r"""Runs :obj:`run() -> (values, vectors, note, *extra)` in a child
     process for at most :obj:`limit` seconds and formats its row; a solver
     that raises (e.g. ARPACK's no-convergence) or runs out of time is
-    reported as FAILED. Returns :obj:`(seconds, vectors or None when not
-    right, row, extra)`."""
+    reported as FAILED. Returns :obj:`(seconds or None when it failed,
+    vectors or None when not right, row, extra)`; :obj:`base` (our seconds,
+    None when ours failed) gives the ratio column."""
     status, seconds, peak, out = run_limited(run, (), limit)
-    ratio = f'{seconds / base:.2f}' if base else ''
+    ratio = f'{seconds / base:.2f}' if base and status == 'ok' else ''
     if status != 'ok':
-        return seconds, None, (f'| {graph} | {regime} | {method} | {seconds:.3f} | {ratio} | '
-                               f'{peak:.0f} | - | - | FAILED | {out} |'), ()
+        return None, None, (f'| {graph} | {regime} | {method} | {seconds:.3f} | {ratio} | '
+                            f'{peak:.0f} | - | - | FAILED | {out} |'), ()
     w, V, note, *extra = out
     eig_err, sine = errors(w, V, ref, K)
     v = verdict(eig_err, sine, ref)

@@ -213,9 +213,9 @@ def test_module_warm_start_exact_mode_and_shared_loss():
 
 def test_bench_optimizer_decays_only_the_basis_group():
     from pyg_spectral.bench.models.lowrank_gcn import _lowrank_gcn
-    from pyg_spectral.bench.node_classification import _optimizer
+    from pyg_spectral.bench.node_classification import make_optimizer
     net = _lowrank_gcn(5, 3, AmortizedEigenbasis(30, 4))
-    opt, schedule = _optimizer(net, 0.01, 5e-4, 'cosine', epochs=10)
+    opt, schedule = make_optimizer(net, 0.01, 5e-4, 'cosine', steps=10)
     rest, basis = opt.param_groups
     assert basis['params'] == [net.conv1.basis.weight]
     assert len(rest['params']) == len(list(net.parameters())) - 1
@@ -227,7 +227,7 @@ def test_bench_optimizer_decays_only_the_basis_group():
         opt.step()
         schedule.step()
     assert basis['lr'] == pytest.approx(0.0, abs=1e-12)
-    opt, _ = _optimizer(net, 0.01, 5e-4, 'constant', epochs=10)
+    opt, _ = make_optimizer(net, 0.01, 5e-4, 'constant', steps=10)
     assert [g['lr'] for g in opt.param_groups] == [0.01, 0.01]
 
 

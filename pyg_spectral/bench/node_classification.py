@@ -79,20 +79,22 @@ def _peak_memory_mib(device: torch.device) -> tuple[float, str]:
 BASIS_SCHEDULES = ('cosine', 'constant')
 
 
-def _optimizer(net: torch.nn.Module, lr: float, weight_decay: float, basis_schedule: str,
-               epochs: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    r"""Adam over the model, with the eigen-loss parameters in a group of
-    their own whose learning rate follows :obj:`basis_schedule`."""
+def make_optimizer(net: torch.nn.Module, lr: float, weight_decay: float, basis_schedule: str,
+                   steps: int) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    r"""The bench's Adam: the model's parameters at a constant learning rate,
+    the eigen-loss parameters (:func:`~pyg_spectral.nn.eigen_parameters`) in
+    a group of their own whose rate follows :obj:`basis_schedule` over
+    :obj:`steps` steps; one :obj:`scheduler.step()` per optimizer step."""
     basis = eigen_parameters(net)
     ids = {id(p) for p in basis}
-    groups = [{'params': [p for p in net.parameters() if id(p) not in ids]}]
-    factors = [lambda step: 1.0]
-    if basis:
-        groups.append({'params': basis})
-        factors.append((lambda step: 0.5 * (1 + math.cos(math.pi * min(step, epochs) / epochs)))
-                       if basis_schedule == 'cosine' else factors[0])
-    opt = torch.optim.Adam(groups, lr=lr, weight_decay=weight_decay)
-    return opt, torch.optim.lr_scheduler.LambdaLR(opt, factors)
+    rest = [p for p in net.parameters() if id(p) not in ids]
+    constant = lambda step: 1.0  # noqa: E731
+    cosine = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))  # noqa: E731
+    groups = [(rest, constant), (basis, cosine if basis_schedule == 'cosine' else constant)]
+    groups = [(params, factor) for params, factor in groups if params]
+    opt = torch.optim.Adam([{'params': params} for params, _ in groups], lr=lr,
+                           weight_decay=weight_decay)
+    return opt, torch.optim.lr_scheduler.LambdaLR(opt, [factor for _, factor in groups])
 
 
 def run_node_classification(
@@ -137,7 +139,7 @@ def run_node_classification(
     for seed in range(seeds):
         torch.manual_seed(seed)
         net = spec.build(data.num_features, num_classes, data).to(dev)
-        opt, schedule = _optimizer(net, lr, weight_decay, basis_schedule, epochs)
+        opt, schedule = make_optimizer(net, lr, weight_decay, basis_schedule, epochs)
         best_val, best_test = -1.0, 0.0
         for _ in range(epochs):
             t = time.perf_counter()

@@ -227,10 +227,10 @@ PROBE_TOL = 1e-3
 # residual to the gap), so it certifies less often than it could.
 CERTIFIED_SINE = 1e-2
 # Restarts granted to plain Lanczos before `shift_invert=None` gives up on it
-# for shift-invert: about twice what PubMed needs (41-45 in float32 and
-# float64, measured), while a large mesh-like graph (1e5-node geometric
-# graph, smallest non-zero eigenvalues ~1e-5 of a spectrum reaching 2) needs
-# thousands; each wasted restart there costs ~40 ms.
+# for shift-invert: about twice what PubMed needs (43-44 from seed 0,
+# benchmarks/RESULTS.md section 3.5), while on a large mesh-like graph (the
+# 1e5-node RGG of section 4, whose low end is clustered) SciPy's plain
+# Lanczos finds nothing within 60 s.
 LANCZOS_RESTARTS = 100
 # Shift-invert pole, relative to the spectral bound: just below the deflated
 # zero eigenvalues, so that the smallest non-zero ones become the largest
@@ -272,7 +272,8 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
     :obj:`shift_invert`: :obj:`True` runs every round on the inverse of the
     deflated Laplacian shifted just below zero (one sparse LU of
     :math:`L - \sigma I`, in float64; the deflated directions are projected
-    out, which is exact because they span invariant subspaces of :math:`L`):
+    out, exactly so for the zero eigenspace, up to their residuals for the
+    pairs already found):
     eigenvalues that are tiny and close for Lanczos (relative to the
     spectrum's width) are well separated after inversion; :obj:`False` never
     does; :obj:`None` (default) grants plain Lanczos :obj:`LANCZOS_RESTARTS`
@@ -326,7 +327,8 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
 
     def deflated_inverse(locked: np.ndarray) -> ScipyOperator:
         r""":math:`(L + s P - \sigma I)^{-1} = (I - P)(L - \sigma I)^{-1}(I - P)
-        + P / (s - \sigma)`, since :math:`P` projects onto eigenvectors of :math:`L`."""
+        + P / (s - \sigma)`, as :math:`P` projects onto (approximate)
+        eigenvectors of :math:`L`."""
         locked = np.concatenate([dense_null, locked], 1)
 
         def split(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -341,9 +343,11 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
         return ScipyOperator((n, n), matvec=apply, matmat=apply, dtype=np.float64)
 
     def solve(locked: np.ndarray, real: type, **options):
-        if shift_invert:
-            options.update(sigma=sigma, which='LM', OPinv=deflated_inverse(locked))
-        return eigsh(deflated(locked, real), **options)
+        if not shift_invert:
+            return eigsh(deflated(locked, real), **options)
+        # in shift-invert mode eigsh takes only the shape and dtype of A
+        inverse = deflated_inverse(locked)
+        return eigsh(inverse, **{**options, 'sigma': sigma, 'which': 'LM', 'OPinv': inverse})
 
     generator = torch.Generator().manual_seed(s) if (s := _problem_seed(seed, g)) is not None else None
     options = {**ARPACK_DEFAULTS, **kwargs}
