@@ -274,6 +274,36 @@ def test_arpack_switches_to_shift_invert_when_lanczos_stalls(monkeypatch):
         run(edge_index, n, k, 'arpack', shift_invert=False, maxiter=1)
 
 
+def test_neuralsvd_out_of_steps_warns_and_auto_falls_back_to_arpack(monkeypatch):
+    r"""A NeuralSVD fit that runs out of steps is never returned silently:
+    an explicit :obj:`'neuralsvd'` warns (and keeps the unconverged pairs);
+    :obj:`'auto'`, which picks NeuralSVD on accelerators only, warns and
+    solves the graph with ARPACK; simulated here on the CPU."""
+    edge_index, n = mesh_with_components()
+    k = 10
+    L, values, vectors = reference(edge_index, n, k)
+    with pytest.warns(RuntimeWarning, match='did not converge on graph 0 .*after 50 steps'):
+        unconverged, _ = run(edge_index, n, k, 'neuralsvd', steps=50)
+    assert max_principal_sine(unconverged[:, 1:], vectors[:, 2:k + 1]) > 1e-2  # really wrong
+
+    arpack, _ = run(edge_index, n, k, 'arpack')
+    monkeypatch.setattr(AddNeuralSVDPE, '_sparse_method', lambda self, device: 'neuralsvd')
+    monkeypatch.setattr(AddNeuralSVDPE, 'EXACT_THRESHOLD', 0)  # n = 250: else 'exact'
+    with pytest.warns(RuntimeWarning, match='solving it with ARPACK'):
+        pe, lam = run(edge_index, n, k, 'auto', steps=50)
+    assert torch.equal(pe, arpack)
+    assert max_principal_sine(pe[:, 1:], vectors[:, 2:k + 1]) < 1e-5
+    check_pairs(L, pe, lam)
+
+
+def test_neuralsvd_without_tol_does_not_warn():
+    import warnings
+    edge_index, n = mesh_with_components()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        run(edge_index, n, 4, 'neuralsvd', steps=20, tol=None)
+
+
 def test_seed_sign_convention_and_attr_name():
     edge_index, n = disconnected_graph()
     data = Data(x=torch.ones(n, 2), edge_index=edge_index)

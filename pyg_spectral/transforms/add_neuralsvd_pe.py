@@ -4,6 +4,7 @@ whole batches at once, on any device, is exact on disconnected graphs and can
 encode unseen graphs with a trained encoder."""
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -15,8 +16,8 @@ from torch_geometric.transforms.add_positional_encoding import add_node_attr
 from torch_geometric.utils import remove_self_loops, scatter
 
 from ..operators import GraphOperator
-from .eigensolvers import (LaplacianProblem, check_solver_kwargs, solve_arpack, solve_exact,
-                           solve_neuralsvd, solver_kwargs_for)
+from .eigensolvers import (LaplacianProblem, NeuralSVDNoConvergence, check_solver_kwargs,
+                           solve_arpack, solve_exact, solve_neuralsvd, solver_kwargs_for)
 from .encoder import encoder_solve
 from .nullspace import NullSpace
 
@@ -114,7 +115,10 @@ class AddNeuralSVDPE(BaseTransform):
         seed: seed of the random signs and of the iterative solvers' starts.
         **solver_kwargs: passed to the solver: for :obj:`'neuralsvd'` any
             argument of :class:`~pyg_spectral.solvers.NeuralSVD` or its
-            :meth:`fit` (default :obj:`steps=4000, tol=1e-11`); for
+            :meth:`fit` (default :obj:`steps=4000, tol=1e-5`; a graph
+            that does not converge within :obj:`steps` raises a
+            :class:`RuntimeWarning`, and under :obj:`'auto'` is solved again
+            with ARPACK on the CPU); for
             :obj:`'arpack'` any of :func:`eigsh` (default :obj:`tol=1e-8`) and
             :obj:`max_rounds` (default 8; 1 skips the probe for missed
             copies of repeated eigenvalues), :obj:`dtype` of the main round
@@ -259,6 +263,23 @@ class AddNeuralSVDPE(BaseTransform):
             return self.method
         return 'arpack' if device.type == 'cpu' else 'neuralsvd'
 
+    def _solve_neuralsvd(self, problem: LaplacianProblem, g: int,
+                         kwargs: dict) -> tuple[Tensor, Tensor]:
+        r"""NeuralSVD on graph :obj:`g`. Where it runs out of steps, :obj:`'auto'`
+        solves the graph again with ARPACK on the CPU (the CPU path is always
+        there), an explicit :obj:`'neuralsvd'` keeps the unconverged pairs;
+        both warn."""
+        try:
+            return solve_neuralsvd(problem, g, self.seed, self.device, **kwargs)
+        except NeuralSVDNoConvergence as error:
+            if self.method != 'auto':
+                warnings.warn(f"{error}; the encoding of this graph is not accurate "
+                              f"(raise steps=, or use method='arpack')", RuntimeWarning)
+                return error.vectors, error.values
+            warnings.warn(f"{error}; solving it with ARPACK on the CPU instead", RuntimeWarning)
+            return solve_arpack(problem, g, self.seed,
+                                **solver_kwargs_for('arpack', self.solver_kwargs))
+
     def _solve(self, problem: LaplacianProblem, vectors: Tensor, values: Tensor) -> None:
         sizes, q = problem.sizes(), problem.q
         wanted = q > 0
@@ -278,7 +299,7 @@ class AddNeuralSVDPE(BaseTransform):
             if method == 'arpack':
                 vec, val = solve_arpack(problem, g, self.seed, **kwargs)
             else:
-                vec, val = solve_neuralsvd(problem, g, self.seed, self.device, **kwargs)
+                vec, val = self._solve_neuralsvd(problem, g, kwargs)
             a, b, t = int(problem.ptr[g]), int(problem.ptr[g + 1]), val.numel()
             vectors[a:b, :t] = vec.to(vectors)
             values[g, :t] = val.to(values)

@@ -197,12 +197,28 @@ def solver_kwargs_for(method: str, kwargs: dict) -> dict:
 NEURALSVD_DEFAULTS = dict(steps=4000, tol=1e-5, check_every=25)
 
 
+class NeuralSVDNoConvergence(RuntimeError):
+    r"""NeuralSVD ran out of steps before its Ritz residuals met :obj:`tol`
+    (first-order methods need many steps where the low end of the spectrum
+    is tightly clustered, as on large mesh-like graphs). Carries the
+    unconverged pairs as :obj:`vectors` and :obj:`values`."""
+
+    def __init__(self, graph: int, num_nodes: int, steps: int, tol: float,
+                 vectors: Tensor, values: Tensor) -> None:
+        super().__init__(f"NeuralSVD did not converge on graph {graph} ({num_nodes} nodes): "
+                         f"Ritz residuals above tol={tol:g} after {steps} steps")
+        self.graph, self.num_nodes, self.steps, self.tol = graph, num_nodes, steps, tol
+        self.vectors, self.values = vectors, values
+
+
 def solve_neuralsvd(problem: LaplacianProblem, g: int, seed: int | None,
                     device: torch.device | None, **kwargs) -> tuple[Tensor, Tensor]:
     r"""NeuralSVD (free table, Nesterov SGD with Rayleigh-Ritz restarts) on
     the deflated Laplacian of graph :obj:`g`, on :obj:`device`; returns
     :obj:`(vectors [n_g, q], values [q])` ascending. :obj:`kwargs` go to
-    :class:`~pyg_spectral.solvers.NeuralSVD` or its :meth:`fit`."""
+    :class:`~pyg_spectral.solvers.NeuralSVD` or its :meth:`fit`. Raises
+    :class:`NeuralSVDNoConvergence` when :obj:`tol` (not :obj:`None`) was
+    not met within :obj:`steps`."""
     q = int(problem.q[g])
     op = problem.graph_operator(g)
     if device is not None:
@@ -211,6 +227,9 @@ def solve_neuralsvd(problem: LaplacianProblem, g: int, seed: int | None,
     init_kw.setdefault('seed', _problem_seed(seed, g))
     fit_kw = {**NEURALSVD_DEFAULTS, 'progress': False, **fit_kw}
     result = NeuralSVD(q, **init_kw).fit(op, largest=False, refine=True, **fit_kw)
+    if fit_kw['tol'] is not None and not result.converged:
+        raise NeuralSVDNoConvergence(g, op.shape[0], result.steps, fit_kw['tol'],
+                                     result.eigenvectors, result.eigenvalues)
     return result.eigenvectors, result.eigenvalues
 
 
