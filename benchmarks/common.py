@@ -102,14 +102,33 @@ def deflated_shift_invert(L, null: np.ndarray, count: int, sigma: float = -1e-6)
     return sigma + 1 / nu[order], vecs[:, order]
 
 
+def deflated_lanczos(L, null: np.ndarray, count: int, shift: float = 2.5):
+    r"""The :obj:`count` smallest eigenpairs of :obj:`L` outside the span of
+    :obj:`null` (orthonormal columns) by plain Lanczos on :math:`L + sP`,
+    tolerance 0: for graphs that expand well, whose LU fills in (shift-invert
+    would not finish) and whose low end Lanczos resolves."""
+    n = L.shape[0]
+    op = ScipyOperator((n, n), matvec=lambda x: L @ x + shift * (null @ (null.T @ x)),
+                        dtype=np.float64)
+    vals, vecs = eigsh(op, k=count, which='SA', tol=0, v0=np.ones(n) - null @ (null.T @ np.ones(n)))
+    order = np.argsort(vals)
+    return vals[order], vecs[:, order]
+
+
+REFERENCE_SOLVERS = {'shift-invert': (deflated_shift_invert, 'shift-invert Lanczos'),
+                     'lanczos': (deflated_lanczos, 'plain Lanczos')}
+
+
 def reference_smallest(L: sp.csr_matrix, k: int, null: np.ndarray | None = None,
-                       dense_limit: int = 5000, cluster_tol: float = 1e-6) -> Reference:
+                       dense_limit: int = 5000, cluster_tol: float = 1e-6,
+                       sparse: str = 'shift-invert') -> Reference:
     r"""The k smallest eigenpairs of a symmetric normalized Laplacian in
     float64, extended to the whole eigenvalue cluster at position k so that
     any valid choice inside a degenerate eigenspace counts as right. Dense
     :obj:`eigh` up to :obj:`dense_limit` nodes, else the zero eigenspace
     :obj:`null` (:func:`null_space_basis`, required there) and the next
-    eigenpairs by :func:`deflated_shift_invert`."""
+    eigenpairs by :func:`deflated_shift_invert` (:obj:`sparse='shift-invert'`)
+    or :func:`deflated_lanczos` (:obj:`'lanczos'`)."""
     n = L.shape[0]
     if n <= dense_limit:
         w, V = np.linalg.eigh(L.toarray())
@@ -118,9 +137,10 @@ def reference_smallest(L: sp.csr_matrix, k: int, null: np.ndarray | None = None,
         if null is None:
             raise ValueError("a graph above dense_limit needs its zero eigenspace (null)")
         count = max(k + 8 - null.shape[1], 0)
-        w, V = deflated_shift_invert(L, null, count) if count else (np.zeros(0), np.zeros((n, 0)))
+        solve, solver = REFERENCE_SOLVERS[sparse]
+        w, V = solve(L, null, count) if count else (np.zeros(0), np.zeros((n, 0)))
         w, V = np.concatenate([np.zeros(null.shape[1]), w]), np.concatenate([null, V], 1)
-        how = ('zero eigenspace from the components, then shift-invert Lanczos with it '
+        how = (f'zero eigenspace from the components, then {solver} with it '
                'projected out, tol=0 (float64)')
     K = k
     while K < len(w) and w[K] - w[k - 1] <= cluster_tol * max(1.0, abs(w[k - 1])):

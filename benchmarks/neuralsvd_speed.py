@@ -5,6 +5,10 @@ AddLaplacianEigenvectorPE, cold and after a small change of the graph.
     PYG_SPECTRAL_DATA=../shared/data python benchmarks/neuralsvd_speed.py \
         --graphs Cora CiteSeer PubMed geo100000 --out /tmp/neuralsvd_speed.md
 
+Synthetic graphs are named by family and size: 'geo1e5' (kNN graph of
+random points in the unit square: mesh-like), 'sbm1e6' (stochastic block
+model with 32 communities: expands well).
+
 Every row is checked against a trusted reference (dense float64 eigh where it
 fits, else float64 shift-invert Lanczos) and marked WRONG when its eigenvalue
 error exceeds 1e-3 relative to max(lambda_k, 1e-3) or its subspace sine
@@ -45,12 +49,39 @@ def geometric_graph(n: int, neighbours: int = 6, seed: int = 0) -> torch.Tensor:
     return to_undirected(ei, num_nodes=n)
 
 
-def load_graph(name: str) -> tuple[torch.Tensor, int]:
-    if name.startswith('geo'):
+def block_graph(n: int, blocks: int = 32, degree: int = 10, inside: float = 0.9,
+                seed: int = 0) -> torch.Tensor:
+    r"""A stochastic block model of n nodes: :obj:`blocks` communities of
+    random sizes, :obj:`n * degree / 2` edges of which a fraction
+    :obj:`inside` join two nodes of one community. It expands well inside
+    the communities (an LU fills in, unlike the mesh's), and the low end is
+    the cluster of the blocks - 1 community eigenvalues, well apart from the
+    bulk, which plain Lanczos resolves."""
+    rng = np.random.default_rng(seed)
+    sizes = rng.multinomial(n, rng.dirichlet(np.full(blocks, 5.0)))
+    block = np.repeat(np.arange(blocks), sizes)
+    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    m = n * degree // 2
+    src = rng.integers(0, n, m)
+    within = first[block[src]] + (rng.random(m) * sizes[block[src]]).astype(np.int64)
+    dst = np.where(rng.random(m) < inside, within, rng.integers(0, n, m))
+    ei = torch.as_tensor(np.stack([src, dst])[:, src != dst])
+    return coalesce(to_undirected(ei, num_nodes=n), num_nodes=n)
+
+
+# synthetic families: name prefix -> (generator, reference solver above the dense limit)
+SYNTHETIC = {'geo': (geometric_graph, 'shift-invert'), 'sbm': (block_graph, 'lanczos')}
+
+
+def load_graph(name: str) -> tuple[torch.Tensor, int, str]:
+    r"""(edge_index, n, sparse reference solver) of a Planetoid graph or of
+    a synthetic one named by family and size, e.g. 'geo100000', 'sbm1e6'."""
+    family = SYNTHETIC.get(name[:3])
+    if family is not None:
         n = int(float(name[3:]))
-        return geometric_graph(n), n
+        return family[0](n), n, family[1]
     data = load_planetoid(name)[0]
-    return data.edge_index, data.num_nodes
+    return data.edge_index, data.num_nodes, 'shift-invert'
 
 
 def sym_laplacian(ei, n, w=None) -> sp.csr_matrix:
@@ -146,10 +177,10 @@ def timed_row(graph, regime, method, run, ref, limit, base=None):
 
 
 def bench_graph(name, steps, tol, limit, lines):
-    ei, n = load_graph(name)
+    ei, n, sparse = load_graph(name)
     L = sym_laplacian(ei, n)
     t = time.perf_counter()
-    ref = reference_smallest(L, K, null_space_basis(ei, n))
+    ref = reference_smallest(L, K, null_space_basis(ei, n), sparse=sparse)
     lines.append(f'\n**{name}**: n={n}, edges={ei.size(1)}, reference: {ref.how} '
                  f'({time.perf_counter() - t:.1f} s), eigenvalue cluster at k closes at '
                  f'K={len(ref.values)}; lambda_1..16 = {ref.values[0]:.3g} .. {ref.values[K - 1]:.3g}\n')
@@ -178,7 +209,7 @@ def bench_graph(name, steps, tol, limit, lines):
     for regime, (ei2, w2) in (('weights +-5%', perturb_weights(ei, n)),
                               ('1% edges rewired', rewire(ei, n))):
         L2 = sym_laplacian(ei2, n, w2)
-        ref2 = reference_smallest(L2, K, null_space_basis(ei2, n, w2))
+        ref2 = reference_smallest(L2, K, null_space_basis(ei2, n, w2), sparse=sparse)
         ours, _, line, _ = timed_row(name, regime, f'NeuralSVD warm {start}', lambda: run_neuralsvd(
             ei2, n, w2, steps, tol, init=init, check_every=5), ref2, limit)
         lines.append(line)
