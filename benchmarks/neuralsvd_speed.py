@@ -30,43 +30,13 @@ from torch_geometric.transforms import AddLaplacianEigenvectorPE
 from torch_geometric.utils import coalesce, get_laplacian, to_scipy_sparse_matrix, to_undirected
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import errors, null_space_basis, reference_smallest, run_limited, threads  # noqa: E402
+from common import (block_graph, errors, geometric_graph, null_space_basis,  # noqa: E402
+                    reference_smallest, run_limited, threads)
 
 from pyg_spectral import GraphOperator, NeuralSVD  # noqa: E402
 from pyg_spectral.datasets import load_planetoid  # noqa: E402
 
 K = 16
-
-
-def geometric_graph(n: int, neighbours: int = 6, seed: int = 0) -> torch.Tensor:
-    r"""kNN graph of n uniform points in the unit square (symmetrised): a
-    mesh-like graph with a sparse LU, so shift-invert gives a reference."""
-    from scipy.spatial import cKDTree
-    pts = np.random.default_rng(seed).random((n, 2))
-    _, nbr = cKDTree(pts).query(pts, neighbours + 1)
-    src = np.repeat(np.arange(n), neighbours)
-    ei = torch.as_tensor(np.stack([src, nbr[:, 1:].reshape(-1)]), dtype=torch.long)
-    return to_undirected(ei, num_nodes=n)
-
-
-def block_graph(n: int, blocks: int = 32, degree: int = 10, inside: float = 0.9,
-                seed: int = 0) -> torch.Tensor:
-    r"""A stochastic block model of n nodes: :obj:`blocks` communities of
-    random sizes, :obj:`n * degree / 2` edges of which a fraction
-    :obj:`inside` join two nodes of one community. It expands well inside
-    the communities (an LU fills in, unlike the mesh's), and the low end is
-    the cluster of the blocks - 1 community eigenvalues, well apart from the
-    bulk, which plain Lanczos resolves."""
-    rng = np.random.default_rng(seed)
-    sizes = rng.multinomial(n, rng.dirichlet(np.full(blocks, 5.0)))
-    block = np.repeat(np.arange(blocks), sizes)
-    first = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-    m = n * degree // 2
-    src = rng.integers(0, n, m)
-    within = first[block[src]] + (rng.random(m) * sizes[block[src]]).astype(np.int64)
-    dst = np.where(rng.random(m) < inside, within, rng.integers(0, n, m))
-    ei = torch.as_tensor(np.stack([src, dst])[:, src != dst])
-    return coalesce(to_undirected(ei, num_nodes=n), num_nodes=n)
 
 
 # synthetic families: name prefix -> (generator, reference solver above the dense limit)

@@ -41,13 +41,15 @@ from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import eigsh
 from torch_geometric.data import Batch, Data
 from torch_geometric.transforms import AddLaplacianEigenvectorPE
-from torch_geometric.utils import get_laplacian, to_scipy_sparse_matrix, to_undirected
+from torch_geometric.utils import (erdos_renyi_graph, get_laplacian, to_scipy_sparse_matrix,
+                                   to_undirected)
 
 from pyg_spectral.metrics import max_principal_sine
 from pyg_spectral.transforms import AddNeuralSVDPE
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import null_space_basis, reference_smallest, run_limited  # noqa: E402
+from common import (block_graph, envelope_ratio, geometric_graph,  # noqa: E402
+                    null_space_basis, reference_smallest, run_limited)
 
 EIG_TOL, SUB_TOL = 1e-3, 1e-2
 
@@ -221,7 +223,7 @@ def main() -> None:
     parser.add_argument('--only', nargs='*', default=None)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--sections', nargs='*', default=['table', 'crossover', 'inductive'],
-                        help="any of table, crossover, inductive, floor")
+                        help="any of table, crossover, inductive, floor, modes")
     parser.add_argument('--inductive-sizes', type=int, nargs=2, default=(1500, 2500))
     args = parser.parse_args()
     print(f"# date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
@@ -234,6 +236,8 @@ def main() -> None:
         inductive(args.seed, sizes=tuple(args.inductive_sizes))
     if 'floor' in args.sections:
         eigh_floor(args.small, args.seed)
+    if 'modes' in args.sections:
+        arpack_modes(args.seed, args.limit)
     if 'table' not in args.sections:
         return
 
@@ -326,6 +330,44 @@ def eigh_floor(count: int, seed: int, k: int = 8) -> None:
                        walls['ours exact']), ('torch.linalg.eigh alone on our blocks', alone)):
         print(f'| {name} | {wall:.2f} | {pyg / wall:.2f}x |')
     sys.stdout.flush()
+
+
+def arpack_modes(seed: int, limit: float) -> None:
+    r"""Plain Lanczos vs shift-invert vs the default policy of our ARPACK
+    path (a restart budget for plain Lanczos, then shift-invert), next to
+    the envelope ratio (:func:`common.envelope_ratio`), on graphs that expand
+    poorly (meshes) and well (random and block models, PubMed)."""
+    from pyg_spectral.datasets import load_planetoid
+
+    def lcc(name):
+        return largest_component(Data(edge_index=load_planetoid(name)[0].edge_index,
+                                      num_nodes=load_planetoid(name)[0].num_nodes))
+    graphs = [(f'RGG {n}', lambda n=n: random_geometric(n, 10.0, seed)) for n in (2000, 20000, 100_000)]
+    graphs += [(f'kNN mesh {n}', lambda n=n: Data(edge_index=geometric_graph(n, seed=seed), num_nodes=n))
+               for n in (20000, 100_000)]
+    torch.manual_seed(seed)
+    graphs += [(f'Erdos-Renyi {n}, largest component', lambda n=n: largest_component(
+        Data(edge_index=to_undirected(erdos_renyi_graph(n, 10 / n)), num_nodes=n))) for n in (1000, 3000)]
+    graphs += [('Cora, largest component', lambda: lcc('Cora')),
+               ('CiteSeer, largest component', lambda: lcc('CiteSeer')),
+               ('PubMed', lambda: lcc('PubMed'))]
+    graphs += [(f'block model {n}', lambda n=n: Data(edge_index=block_graph(n, seed=seed), num_nodes=n))
+               for n in (20000, 100_000)]
+    print(f'\n## ARPACK modes: plain Lanczos, shift-invert, default (k = 16, limit {limit:.0f} s)\n')
+    print('| graph | nodes | envelope / nnz | plain s | shift-invert s | default s |')
+    print('|---|---|---|---|---|---|')
+    for name, make in graphs:
+        g = make()
+        ratio = envelope_ratio(laplacian(g.edge_index, g.num_nodes))
+        cells = []
+        for mode in (False, True, None):
+            def solve(g=g, mode=mode):
+                return AddNeuralSVDPE(16, method='arpack', seed=seed, attr_name='pe',
+                                      shift_invert=mode)(g.clone()).pe
+            status, wall, _, out = run_limited(solve, (), limit)
+            cells.append(f'{wall:.2f}' if status == 'ok' else f'FAILED ({out})')
+        print(f'| {name} | {g.num_nodes} | {ratio:.1f} | ' + ' | '.join(cells) + ' |')
+        sys.stdout.flush()
 
 
 def crossover(seed: int) -> None:
