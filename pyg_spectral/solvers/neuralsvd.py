@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -202,8 +203,9 @@ class NeuralSVD:
             largest: learn the largest (else the smallest) eigenvalues; the
                 operator is shifted by its safe spectral bound so that they
                 become the top positive ones. Ignored for the SVD form.
-            tol: stop early. For a free table with Rayleigh-Ritz restarts:
-                when every Ritz residual :math:`\|Tq_l - \mu_l q_l\|` is below
+            tol: stop early (a fit that runs out of :obj:`steps` first
+                warns, and its result has :obj:`converged=False`). For a free
+                table with Rayleigh-Ritz restarts: when every Ritz residual :math:`\|Tq_l - \mu_l q_l\|` is below
                 :obj:`tol` times the spectral bound (a residual bounds the
                 subspace error by residual / gap, while eigenvalue movement
                 can stall on small gaps long before the subspace is right).
@@ -276,7 +278,7 @@ class NeuralSVD:
         losses: list[float] = []
         pending: list[Tensor] = []  # on-device losses: no sync every step on a GPU
         history: list[Tensor] = []
-        previous, converged, step = None, False, 0
+        previous, converged, stopped, step = None, False, False, 0
         bar = tqdm(range(steps), disable=not progress, desc='NeuralSVD', leave=False)
         # a free table of a symmetric matrix: the loss's gradient in closed form
         closed_form = free_table and not svd and target.shape is not None
@@ -302,6 +304,7 @@ class NeuralSVD:
                 bar.set_postfix(loss=f'{losses[-1]:.4g}',
                                 eig=' '.join(f'{v:.4g}' for v in shown[:4].tolist()))
                 if callback is not None and callback(step, losses[-1], shown.detach()):
+                    stopped = True
                     break
                 if restarts:
                     residual = self._ritz_restart(target, models[0], opt, self.k)
@@ -314,6 +317,9 @@ class NeuralSVD:
                     break
                 previous = est
         bar.close()
+        if tol is not None and not converged and not stopped:
+            warnings.warn(f"NeuralSVD did not reach tol={tol:g} within steps={steps}; the "
+                          f"result is not converged (raise steps=)", RuntimeWarning)
         with torch.no_grad():
             f = models[0](*inputs)
             g = models[1](*inputs) if svd else None

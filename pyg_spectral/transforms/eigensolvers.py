@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -226,7 +227,9 @@ def solve_neuralsvd(problem: LaplacianProblem, g: int, seed: int | None,
     init_kw, fit_kw = _split_kwargs(kwargs, NeuralSVD.__init__, NeuralSVD.fit)
     init_kw.setdefault('seed', _problem_seed(seed, g))
     fit_kw = {**NEURALSVD_DEFAULTS, 'progress': False, **fit_kw}
-    result = NeuralSVD(q, **init_kw).fit(op, largest=False, refine=True, **fit_kw)
+    with warnings.catch_warnings():  # the transform words its own warning
+        warnings.filterwarnings('ignore', 'NeuralSVD did not reach', RuntimeWarning)
+        result = NeuralSVD(q, **init_kw).fit(op, largest=False, refine=True, **fit_kw)
     if fit_kw['tol'] is not None and not result.converged:
         raise NeuralSVDNoConvergence(g, op.shape[0], result.steps, fit_kw['tol'],
                                      result.eigenvectors, result.eigenvalues)
