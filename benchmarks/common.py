@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 import torch
-from scipy.sparse.csgraph import connected_components, reverse_cuthill_mckee
+from scipy.sparse.csgraph import connected_components
 from torch_geometric.utils import coalesce, to_undirected
 from scipy.sparse.linalg import LinearOperator as ScipyOperator, eigsh, splu
 
@@ -113,23 +113,6 @@ def block_graph(n: int, blocks: int = 32, degree: int = 10, inside: float = 0.9,
     dst = np.where(rng.random(m) < inside, within, rng.integers(0, n, m))
     ei = torch.as_tensor(np.stack([src, dst])[:, src != dst])
     return coalesce(to_undirected(ei, num_nodes=n), num_nodes=n)
-
-
-def envelope_ratio(matrix: sp.spmatrix) -> float:
-    r"""The envelope (profile) of a symmetric sparse matrix after reverse
-    Cuthill-McKee ordering, per stored entry: the fill that a factorization
-    confined to the envelope could create, relative to the matrix. A cheap
-    structural guess at whether shift-invert's LU stays sparse; the `modes`
-    section of pe_speed.py shows why the ARPACK path does not decide by it."""
-    matrix = sp.csr_matrix(matrix)
-    n = matrix.shape[0]
-    if n == 0 or matrix.nnz == 0:
-        return 0.0
-    perm = reverse_cuthill_mckee(matrix, symmetric_mode=True)
-    permuted = matrix[perm][:, perm].tocoo()
-    first = np.arange(n)
-    np.minimum.at(first, permuted.row, permuted.col)
-    return float((np.arange(n) - first).sum() / matrix.nnz)
 
 
 def deflated_shift_invert(L, null: np.ndarray, count: int, sigma: float = -1e-6):

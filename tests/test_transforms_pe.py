@@ -2,6 +2,7 @@
 import math
 
 import pytest
+import scipy.sparse as sp
 import threadpoolctl
 import torch
 from torch_geometric.data import Batch, Data, InMemoryDataset
@@ -175,17 +176,18 @@ def test_exact_batch_of_disconnected_graphs(normalization):
 
 @pytest.mark.parametrize('dtype', [None, torch.float64])
 def test_arpack_recovers_many_missed_copies(dtype):
-    r"""A 64-cycle has only double eigenvalues: in float64 a single ARPACK
-    round sees one copy of each (checked), the probe and a recovery round
-    must find the other five."""
+    r"""A 64-cycle has only double eigenvalues: in float64 a single plain
+    Lanczos round sees one copy of each (checked), the probe and a recovery
+    round must find the other five."""
     n, k = 64, 10  # lambda_10 = lambda_9 < lambda_11
     x = torch.arange(n, dtype=torch.float64)
     exact = torch.stack([f(2 * math.pi * j * x / n) for j in range(1, k // 2 + 1)
                          for f in (torch.cos, torch.sin)], 1)
     if dtype == torch.float64:
-        once, _ = run(cycle_graph(n), n, k, 'arpack', dtype=dtype, max_rounds=1)
+        once, _ = run(cycle_graph(n), n, k, 'arpack', dtype=dtype, max_rounds=1,
+                      shift_invert=False)
         assert max_principal_sine(once, exact) > 0.5
-    pe, lam = run(cycle_graph(n), n, k, 'arpack', dtype=dtype)
+    pe, lam = run(cycle_graph(n), n, k, 'arpack', dtype=dtype, shift_invert=False)
     expected = cycle_laplacian_spectrum(n)[1:k + 1] / 2
     assert relative_error(lam[0], expected).max() < 1e-3
     assert max_principal_sine(pe, exact) < 1e-3
@@ -265,9 +267,10 @@ def test_arpack_switches_to_shift_invert_when_lanczos_stalls(monkeypatch):
     non-convergence is raised."""
     from scipy.sparse.linalg import ArpackNoConvergence
     from pyg_spectral.transforms import eigensolvers
-    edge_index, n = mesh_with_components()
+    edge_index, n = sparse_random_graph()
     k = 10
     forced, _ = run(edge_index, n, k, 'arpack', shift_invert=True)
+    assert not torch.equal(run(edge_index, n, k, 'arpack')[0], forced)  # plain Lanczos
     monkeypatch.setattr(eigensolvers, 'LANCZOS_RESTARTS', 1)
     assert torch.equal(run(edge_index, n, k, 'arpack')[0], forced)
     with pytest.raises(ArpackNoConvergence):
@@ -302,6 +305,31 @@ def test_neuralsvd_without_tol_does_not_warn():
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         run(edge_index, n, 4, 'neuralsvd', steps=20, tol=None)
+
+
+def test_envelope_ratio_grows_like_sqrt_n_on_meshes_and_like_n_on_expanders():
+    from pyg_spectral.transforms.eigensolvers import envelope_ratio
+
+    def ratio(edge_index, n):
+        return envelope_ratio(sp.csr_matrix(dense_laplacian(edge_index, n).numpy()))
+    n = 50  # a path in RCM order is tridiagonal: one entry left of the diagonal per row
+    assert ratio(path_graph(n), n) == pytest.approx((n - 1) / (3 * n - 2))
+    torch.manual_seed(0)
+    for side in (20, 40):
+        n = side * side
+        expander = to_undirected(erdos_renyi_graph(n, 10 / n))
+        assert ratio(grid_graph(side, side), n) < 0.3 * n ** 0.5 < ratio(expander, n)
+
+
+def test_arpack_default_mode_by_envelope():
+    r"""Mesh-like graphs (a grid pair, a cycle) go to shift-invert from the
+    start, a random graph to plain Lanczos."""
+    for edge_index, n in (mesh_with_components(), (cycle_graph(64), 64)):
+        assert torch.equal(run(edge_index, n, 10, 'arpack')[0],
+                           run(edge_index, n, 10, 'arpack', shift_invert=True)[0])
+    edge_index, n = sparse_random_graph()
+    assert torch.equal(run(edge_index, n, 10, 'arpack')[0],
+                       run(edge_index, n, 10, 'arpack', shift_invert=False)[0])
 
 
 def test_seed_sign_convention_and_attr_name():

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 import torch
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator as ScipyOperator, eigsh, splu
 from torch import Tensor
@@ -254,10 +255,38 @@ CERTIFIED_SINE = 1e-2
 # 1e5-node RGG of section 4, whose low end is clustered) SciPy's plain
 # Lanczos finds nothing within 60 s.
 LANCZOS_RESTARTS = 100
+# A graph whose RCM envelope ratio is at most this times sqrt(n) is taken
+# for a planar mesh and solved by shift-invert from the start: its low end is
+# a cluster that plain Lanczos resolves slowly or not at all, and its LU stays
+# sparse. Measured (`pe_speed.py --sections modes`): 0.11-0.14 on random
+# geometric and kNN meshes of 2e3-1e5 nodes (shift-invert 3-17x faster than
+# plain Lanczos), 0.65-2.1 on CiteSeer's and Cora's largest components,
+# Erdos-Renyi graphs and PubMed, 3.5-8.7 on block models (shift-invert up to
+# 29x slower there, or no answer within 60 s).
+MESH_ENVELOPE = 0.3
 # Shift-invert pole, relative to the spectral bound: just below the deflated
 # zero eigenvalues, so that the smallest non-zero ones become the largest
 # and best separated eigenvalues of the inverse, however small they are.
 SHIFT_INVERT_SIGMA = -1e-6
+
+
+def envelope_ratio(matrix: sp.csr_matrix) -> float:
+    r"""The envelope (profile) of a symmetric sparse matrix after reverse
+    Cuthill-McKee ordering, per stored entry: the fill that a factorization
+    confined to the envelope could create, relative to the matrix; linear in
+    the entries. It grows like :math:`\sqrt n` on planar meshes
+    (RCM bandwidth) and like :math:`n` on graphs that expand well."""
+    n = matrix.shape[0]
+    if matrix.nnz == 0:
+        return 0.0
+    position = np.empty(n, dtype=np.int64)
+    position[reverse_cuthill_mckee(matrix, symmetric_mode=True)] = np.arange(n)
+    counts = np.diff(matrix.indptr)
+    leftmost = position.copy()
+    rows = counts > 0
+    leftmost[rows] = np.minimum(leftmost[rows], np.minimum.reduceat(
+        position[matrix.indices], matrix.indptr[:-1][rows]))
+    return float((position - leftmost).sum() / matrix.nnz)
 
 
 def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
@@ -298,14 +327,15 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
     pairs already found):
     eigenvalues that are tiny and close for Lanczos (relative to the
     spectrum's width) are well separated after inversion; :obj:`False` never
-    does; :obj:`None` (default) grants plain Lanczos :obj:`LANCZOS_RESTARTS`
-    restarts in its first round and switches to shift-invert when they run
-    out. A low end that plain Lanczos cannot resolve means a graph that
-    expands poorly (mesh-like, geometric), typically one whose LU stays
-    sparse; on a well-expanding graph plain Lanczos converges within the
-    budget and no LU is formed (on PubMed the LU would cost several times
-    the whole plain solve). An explicit :obj:`maxiter` is honoured as the
-    budget."""
+    does; :obj:`None` (default) decides by structure, then by progress: a
+    graph whose :func:`envelope_ratio` is at most :obj:`MESH_ENVELOPE`
+    :math:`\sqrt n` (a planar mesh, a path, a cycle: a sparse LU and a
+    clustered low end) goes to shift-invert at once; any other gets plain
+    Lanczos with :obj:`LANCZOS_RESTARTS` restarts in its first round, and
+    shift-invert when they run out. On a well-expanding graph plain Lanczos
+    converges within the budget and no LU is formed (on PubMed the LU would
+    cost several times the whole plain solve). An explicit :obj:`maxiter`
+    is honoured as the budget."""
     if dtype not in (None, torch.float32, torch.float64):
         raise ValueError(f"dtype must be None, torch.float32 or torch.float64, got {dtype}")
     q = int(problem.q[g])
@@ -322,6 +352,11 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
     def laplacian(real: type) -> sp.coo_matrix:
         return sp.coo_matrix((M.values().numpy().astype(real), coords), shape=(n, n))
     L = laplacian(np.float64)
+    if shift_invert is None:
+        csr = sp.csr_matrix((M.values().numpy(), M.col_indices().numpy(),
+                             M.crow_indices().numpy()), shape=(n, n))
+        if envelope_ratio(csr) <= MESH_ENVELOPE * n ** 0.5:
+            shift_invert = True
     # the bound needs the probe; a shift-invert round runs in float64 anyway
     certify = dtype is None and max_rounds > 1 and not shift_invert
     first = np.float64 if shift_invert else \
