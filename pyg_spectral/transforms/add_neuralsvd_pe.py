@@ -125,9 +125,9 @@ class AddNeuralSVDPE(BaseTransform):
             (default :obj:`None`: float32, kept where an error bound certifies
             it, else float64; see :func:`~pyg_spectral.transforms.eigensolvers.solve_arpack`),
             :obj:`oversample`, and :obj:`shift_invert` (default :obj:`None`:
-            plain Lanczos, switching to shift-invert with one sparse LU
-            when Lanczos stalls on a clustered low end, as on large
-            mesh-like graphs).
+            shift-invert with one sparse LU for mesh-like graphs, plain
+            Lanczos for the others, switching to shift-invert when it
+            stalls; see :func:`~pyg_spectral.transforms.eigensolvers.solve_arpack`).
     """
     EXACT_THRESHOLD: int = 256
     SPARSE_MIN_NODES: int = 64
