@@ -281,7 +281,7 @@ def test_neuralsvd_out_of_steps_warns_and_auto_falls_back_to_arpack(monkeypatch)
     r"""A NeuralSVD fit that runs out of steps is never returned silently:
     an explicit :obj:`'neuralsvd'` warns (and keeps the unconverged pairs);
     :obj:`'auto'`, which picks NeuralSVD on accelerators only, warns and
-    solves the graph with ARPACK; simulated here on the CPU."""
+    solves the graph with ARPACK; the accelerator is simulated on the CPU."""
     edge_index, n = mesh_with_components()
     k = 10
     L, values, vectors = reference(edge_index, n, k)
@@ -289,14 +289,32 @@ def test_neuralsvd_out_of_steps_warns_and_auto_falls_back_to_arpack(monkeypatch)
         unconverged, _ = run(edge_index, n, k, 'neuralsvd', steps=50)
     assert max_principal_sine(unconverged[:, 1:], vectors[:, 2:k + 1]) > 1e-2  # really wrong
 
+    edge_index, n = sparse_random_graph()  # not mesh-like: 'auto' tries NeuralSVD
+    L, values, vectors = reference(edge_index, n, k)
     arpack, _ = run(edge_index, n, k, 'arpack')
-    monkeypatch.setattr(AddNeuralSVDPE, '_sparse_method', lambda self, device: 'neuralsvd')
-    monkeypatch.setattr(AddNeuralSVDPE, 'EXACT_THRESHOLD', 0)  # n = 250: else 'exact'
+    monkeypatch.setattr(AddNeuralSVDPE, '_accelerated', staticmethod(lambda problem: True))
+    monkeypatch.setattr(AddNeuralSVDPE, 'EXACT_THRESHOLD', 0)  # n = 300: else 'exact'
     with pytest.warns(RuntimeWarning, match='solving it with ARPACK'):
         pe, lam = run(edge_index, n, k, 'auto', steps=50)
     assert torch.equal(pe, arpack)
-    assert max_principal_sine(pe[:, 1:], vectors[:, 2:k + 1]) < 1e-5
+    assert max_principal_sine(pe, vectors[:, 1:k + 1]) < 1e-3
     check_pairs(L, pe, lam)
+
+
+def test_auto_on_accelerator_sends_meshes_to_arpack(monkeypatch):
+    r"""On an accelerator (simulated) :obj:`'auto'` solves a mesh-like graph
+    with ARPACK at once (no NeuralSVD attempt, no warning) and a random
+    graph with NeuralSVD."""
+    import warnings
+    monkeypatch.setattr(AddNeuralSVDPE, '_accelerated', staticmethod(lambda problem: True))
+    monkeypatch.setattr(AddNeuralSVDPE, 'EXACT_THRESHOLD', 0)
+    edge_index, n = mesh_with_components()
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        pe, _ = run(edge_index, n, 10, 'auto', steps=50)
+    assert torch.equal(pe, run(edge_index, n, 10, 'arpack')[0])
+    edge_index, n = sparse_random_graph()
+    assert torch.equal(run(edge_index, n, 8, 'auto')[0], run(edge_index, n, 8, 'neuralsvd')[0])
 
 
 def test_neuralsvd_without_tol_does_not_warn():

@@ -17,7 +17,8 @@ from torch_geometric.utils import remove_self_loops, scatter
 
 from ..operators import GraphOperator
 from .eigensolvers import (LaplacianProblem, NeuralSVDNoConvergence, check_solver_kwargs,
-                           solve_arpack, solve_exact, solve_neuralsvd, solver_kwargs_for)
+                           is_mesh_like, solve_arpack, solve_exact, solve_neuralsvd,
+                           solver_kwargs_for)
 from .encoder import encoder_solve
 from .nullspace import NullSpace
 
@@ -99,7 +100,8 @@ class AddNeuralSVDPE(BaseTransform):
             (SciPy's :func:`~scipy.sparse.linalg.eigsh` on the deflated
             Laplacian, sparse, CPU) or :obj:`'auto'`: exact for graphs of at
             most :attr:`EXACT_THRESHOLD` nodes, and above it ARPACK on a CPU,
-            NeuralSVD on an accelerator (crossover measured in
+            NeuralSVD on an accelerator except for mesh-like graphs, which
+            go to ARPACK in shift-invert mode (crossover measured in
             ``benchmarks/pe_speed.py``). Graphs of fewer than
             :attr:`SPARSE_MIN_NODES` nodes always go to exact, in every
             method: there a sparse solver is slower, and ARPACK unreliable
@@ -258,10 +260,21 @@ class AddNeuralSVDPE(BaseTransform):
         shift = 1.05 * laplacian.spectral_bounds()[1] or 1.0
         return LaplacianProblem(laplacian, null, batch, ptr, q, shift, loopless, weight)
 
-    def _sparse_method(self, device: torch.device) -> str:
+    @staticmethod
+    def _accelerated(problem: LaplacianProblem) -> bool:
+        return problem.laplacian.device.type != 'cpu'
+
+    def _sparse_method(self, problem: LaplacianProblem, g: int) -> str:
+        r"""The solver of graph :obj:`g` above the dense threshold. :obj:`'auto'`
+        takes ARPACK on a CPU; on an accelerator NeuralSVD, except for
+        mesh-like graphs: there a first-order method needs too many steps
+        (WRONG after 3000 on the 1e5-node kNN mesh of ``benchmarks/RESULTS.md``,
+        section 2), while shift-invert ARPACK is the fastest solver."""
         if self.method != 'auto':
             return self.method
-        return 'arpack' if device.type == 'cpu' else 'neuralsvd'
+        if not self._accelerated(problem) or is_mesh_like(problem.graph_operator(g).laplacian.matrix):
+            return 'arpack'
+        return 'neuralsvd'
 
     def _solve_neuralsvd(self, problem: LaplacianProblem, g: int,
                          kwargs: dict) -> tuple[Tensor, Tensor]:
@@ -293,9 +306,9 @@ class AddNeuralSVDPE(BaseTransform):
             if self.method == 'auto' and self.encoder is None:
                 small |= wanted & (sizes <= self.EXACT_THRESHOLD)
         solve_exact(problem, small.nonzero().view(-1), vectors, values)
-        method = self._sparse_method(vectors.device)
-        kwargs = solver_kwargs_for(method, self.solver_kwargs)
         for g in (wanted & ~small).nonzero().view(-1).tolist():
+            method = self._sparse_method(problem, g)
+            kwargs = solver_kwargs_for(method, self.solver_kwargs)
             if method == 'arpack':
                 vec, val = solve_arpack(problem, g, self.seed, **kwargs)
             else:

@@ -289,6 +289,17 @@ def envelope_ratio(matrix: sp.csr_matrix) -> float:
     return float((position - leftmost).sum() / matrix.nnz)
 
 
+def is_mesh_like(matrix: Tensor) -> bool:
+    r"""Whether a sparse CSR Laplacian :obj:`[n, n]` (any device) looks like
+    a planar mesh: :func:`envelope_ratio` at most :obj:`MESH_ENVELOPE`
+    :math:`\sqrt n`. Such a graph has a clustered low end and a sparse LU."""
+    matrix = matrix.cpu()
+    n = matrix.size(0)
+    csr = sp.csr_matrix((matrix.values().numpy(), matrix.col_indices().numpy(),
+                         matrix.crow_indices().numpy()), shape=(n, n))
+    return envelope_ratio(csr) <= MESH_ENVELOPE * n ** 0.5
+
+
 def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
                  oversample: int | None = None, max_rounds: int = 8,
                  dtype: torch.dtype | None = None, shift_invert: bool | None = None,
@@ -352,11 +363,8 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
     def laplacian(real: type) -> sp.coo_matrix:
         return sp.coo_matrix((M.values().numpy().astype(real), coords), shape=(n, n))
     L = laplacian(np.float64)
-    if shift_invert is None:
-        csr = sp.csr_matrix((M.values().numpy(), M.col_indices().numpy(),
-                             M.crow_indices().numpy()), shape=(n, n))
-        if envelope_ratio(csr) <= MESH_ENVELOPE * n ** 0.5:
-            shift_invert = True
+    if shift_invert is None and is_mesh_like(M):
+        shift_invert = True
     # the bound needs the probe; a shift-invert round runs in float64 anyway
     certify = dtype is None and max_rounds > 1 and not shift_invert
     first = np.float64 if shift_invert else \
