@@ -118,7 +118,7 @@ class AddNeuralSVDPE(BaseTransform):
         **solver_kwargs: passed to the solver: for :obj:`'neuralsvd'` any
             argument of :class:`~pyg_spectral.solvers.NeuralSVD` or its
             :meth:`fit` (default :obj:`steps=4000, tol=1e-5`; a graph
-            that does not converge within :obj:`steps` raises a
+            that does not converge within :obj:`steps` emits a
             :class:`RuntimeWarning`, and under :obj:`'auto'` is solved again
             with ARPACK on the CPU); for
             :obj:`'arpack'` any of :func:`eigsh` (default :obj:`tol=1e-8`) and

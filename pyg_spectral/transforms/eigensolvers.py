@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.csgraph import reverse_cuthill_mckee
 import torch
+from scipy.sparse.csgraph import reverse_cuthill_mckee
 from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator as ScipyOperator, eigsh, splu
 from torch import Tensor
 
@@ -258,11 +258,12 @@ LANCZOS_RESTARTS = 100
 # A graph whose RCM envelope ratio is at most this times sqrt(n) is taken
 # for a planar mesh and solved by shift-invert from the start: its low end is
 # a cluster that plain Lanczos resolves slowly or not at all, and its LU stays
-# sparse. Measured (`pe_speed.py --sections modes`): 0.11-0.14 on random
-# geometric and kNN meshes of 2e3-1e5 nodes (shift-invert 3-17x faster than
-# plain Lanczos), 0.65-2.1 on CiteSeer's and Cora's largest components,
-# Erdos-Renyi graphs and PubMed, 3.5-8.7 on block models (shift-invert up to
-# 29x slower there, or no answer within 60 s).
+# sparse. Measured (`pe_speed.py --sections modes`, benchmarks/RESULTS.md
+# section 4): 0.11-0.14 on random geometric and kNN meshes of 2e3-1e5 nodes
+# (shift-invert 1.5-18x faster than plain Lanczos); 0.65-2.1 on Cora's and
+# CiteSeer's largest components, Erdos-Renyi graphs and PubMed, 3.5-8.7 on
+# block models (there shift-invert is 3.6-34x slower, or gives no answer
+# within 60 s, but on the two small Planetoid components).
 MESH_ENVELOPE = 0.3
 # Shift-invert pole, relative to the spectral bound: just below the deflated
 # zero eigenvalues, so that the smallest non-zero ones become the largest
