@@ -262,8 +262,8 @@ LANCZOS_RESTARTS = 100
 # section 4): 0.11-0.14 on random geometric and kNN meshes of 2e3-1e5 nodes
 # (shift-invert 1.5-18x faster than plain Lanczos); 0.65-2.1 on Cora's and
 # CiteSeer's largest components, Erdos-Renyi graphs and PubMed, 3.5-8.7 on
-# block models (there shift-invert is 3.6-34x slower, or gives no answer
-# within 60 s, but on the two small Planetoid components).
+# block models (there shift-invert is 3.6-34x slower or gives no answer
+# within 60 s, except on the two small Planetoid components).
 MESH_ENVELOPE = 0.3
 # Shift-invert pole, relative to the spectral bound: just below the deflated
 # zero eigenvalues, so that the smallest non-zero ones become the largest
