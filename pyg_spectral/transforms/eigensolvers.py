@@ -320,8 +320,12 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
     skips the probe and trusts ARPACK, as PyG does. The first round computes
     :obj:`oversample` extra pairs (default 0).
 
-    :obj:`dtype` is the precision of the first round, the expensive one
-    (probe and recovery rounds run in float64): :obj:`torch.float64`;
+    :obj:`dtype` is the precision of the first round, the expensive one,
+    and of the probe (recovery rounds run in float64). A float32 probe
+    cannot tell a copy missed within about 3e-4 (relative) below the q-th
+    value from the q-th value itself. With :obj:`dtype=None`, the gap in the
+    bound below is then that small too; the bound fails, and the float64
+    re-solve probes again in float64. :obj:`torch.float64`;
     :obj:`torch.float32`, PyG's precision (its Laplacian is float32),
     faster, with a subspace error near float32's resolution rather than
     float64's, too coarse for tightly clustered low ends (large meshes); or :obj:`None`
@@ -430,8 +434,8 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
         bound = found_values[q - 1] if found_values.size >= q else np.inf
         slack = max(options['tol'], np.finfo(real).eps ** 0.5) * max(1.0, abs(bound))
         if round_:
-            smallest = solve(found_vectors, real, k=1, v0=v0, which='SA', tol=PROBE_TOL,
-                             return_eigenvectors=False)[0]
+            smallest = solve(found_vectors, first, k=1, v0=v0.astype(first), which='SA',
+                             tol=PROBE_TOL, return_eigenvectors=False)[0]
             if smallest >= bound - slack:
                 probe = smallest
                 break
