@@ -14,8 +14,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import connected_components
-from torch_geometric.utils import coalesce, to_undirected
 from scipy.sparse.linalg import LinearOperator as ScipyOperator, eigsh, splu
+from torch_geometric.utils import coalesce, to_scipy_sparse_matrix, to_undirected
 
 from pyg_spectral.metrics import max_principal_sine
 
@@ -72,7 +72,6 @@ def null_space_basis(edge_index, n: int, edge_weight=None) -> np.ndarray:
     symmetric normalized Laplacian: :math:`D^{1/2} 1_C / \sqrt{vol(C)}` for
     every connected component :math:`C` with edges (an isolated node has
     eigenvalue 1 there)."""
-    from torch_geometric.utils import to_scipy_sparse_matrix
     A = to_scipy_sparse_matrix(edge_index, edge_weight, n).tocsr()
     deg = np.asarray(A.sum(1)).ravel()
     c, labels = connected_components(A, directed=False)

@@ -9,8 +9,10 @@ Synthetic graphs are named by family and size: 'geo1e5' (kNN graph of
 random points in the unit square: mesh-like), 'sbm1e6' (stochastic block
 model with 32 communities: expands well).
 
-Every row is checked against a trusted reference (dense float64 eigh where it
-fits, else float64 shift-invert Lanczos) and marked WRONG when its eigenvalue
+Every row is checked against a trusted reference (`common.reference_smallest`:
+dense float64 eigh where it fits, else the zero eigenspace from the components
+and float64 Lanczos with it projected out, shift-invert for Planetoid and
+'geo', plain for 'sbm') and marked WRONG when its eigenvalue
 error exceeds 1e-3 relative to max(lambda_k, 1e-3) or its subspace sine
 exceeds 0.05, rather than timed as if it were right.
 """

@@ -206,7 +206,8 @@ class NeuralSVD:
             tol: stop early (a fit that runs out of :obj:`steps` first
                 warns, and its result has :obj:`converged=False`). For a free
                 table with Rayleigh-Ritz restarts: when every Ritz residual
-                :math:`\|Tq_l - \mu_l q_l\|` is below :obj:`tol` times the spectral bound (a residual bounds the
+                :math:`\|Tq_l - \mu_l q_l\|` is below :obj:`tol` times the
+                spectral bound (a residual bounds the
                 subspace error by residual / gap, while eigenvalue movement
                 can stall on small gaps long before the subspace is right).
                 Otherwise: when the eigenvalue estimates change by less than
