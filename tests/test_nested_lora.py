@@ -2,8 +2,8 @@
 import pytest
 import torch
 
-from pyg_spectral.losses import NestedLoRA
-from pyg_spectral.operators import LoRATerms, symmetric_cross
+from pyg_spectral.losses import NestedLoRA, subspace_lora_loss
+from pyg_spectral.operators import GraphOperator, LoRATerms, symmetric_cross
 
 
 def ip(a, b):
@@ -114,3 +114,66 @@ def test_table_gradient_equals_autograd(nesting, level_weights):
     assert torch.allclose(cross, (F * (T @ F)).mean(0).detach(), atol=1e-12)
     with pytest.raises(ValueError, match='split_batch'):
         NestedLoRA(4, split_batch=True).table_gradient(F.detach(), T @ F.detach())
+
+
+def _psd_operator(n: int, seed: int) -> tuple[torch.Tensor, GraphOperator]:
+    gen = torch.Generator().manual_seed(seed)
+    B = torch.randn(n, n, generator=gen, dtype=torch.float64)
+    T = B @ B.T / n
+    return T, GraphOperator(T.to_sparse_csr(), 'adjacency', (0.0, float(torch.linalg.eigvalsh(T)[-1])))
+
+
+def test_subspace_lora_loss_value_gradient_and_optimum():
+    T, op = _psd_operator(12, seed=0)
+    F = torch.randn(12, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1),
+                    requires_grad=True)
+    loss = subspace_lora_loss(F, op)
+    # the value: -sum of squared Ritz values of T on span F
+    Q = torch.linalg.qr(F.detach()).Q
+    ritz = torch.linalg.eigvalsh(Q.T @ T @ Q)
+    assert torch.allclose(loss.detach(), -(ritz ** 2).sum(), atol=1e-12)
+    # ... which is the LoRA loss at its best recombination f M (M M^T = H)
+    M = torch.linalg.cholesky(Q.T @ T @ Q)
+    G = Q @ M
+    plain = -2 * torch.trace(G.T @ T @ G) + ((G.T @ G) ** 2).sum()
+    assert torch.allclose(loss.detach(), plain, atol=1e-12)
+    # the gradient: autograd of the plain formula through QR
+    grad, = torch.autograd.grad(loss, F)
+    F2 = F.detach().clone().requires_grad_(True)
+    Q2 = torch.linalg.qr(F2).Q
+    expected, = torch.autograd.grad(-((Q2.T @ T @ Q2) ** 2).sum(), F2)
+    assert torch.allclose(grad, expected, atol=1e-10)
+    # the minimum is the top-4 eigenspace, at -sum of the top-4 eigenvalues squared
+    values, vectors = torch.linalg.eigh(T)
+    best = subspace_lora_loss(vectors[:, -4:] @ torch.randn(4, 4, dtype=torch.float64), op)
+    assert torch.allclose(best, -(values[-4:] ** 2).sum(), atol=1e-12)
+    assert loss > best
+
+
+def test_subspace_lora_loss_of_lower_rank():
+    T, op = _psd_operator(12, seed=2)
+    F = torch.randn(12, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(3),
+                    requires_grad=True)
+    loss = subspace_lora_loss(F, op, rank=2)
+    Q = torch.linalg.qr(F.detach()).Q
+    ritz, S = torch.linalg.eigh(Q.T @ T @ Q)
+    assert torch.allclose(loss.detach(), -(ritz[-2:] ** 2).sum(), atol=1e-12)
+    # the LoRA loss of the best two functions inside the span: the top Ritz pairs
+    G = Q @ S[:, -2:] * ritz[-2:].sqrt()
+    plain = -2 * torch.trace(G.T @ T @ G) + ((G.T @ G) ** 2).sum()
+    assert torch.allclose(loss.detach(), plain, atol=1e-12)
+    grad, = torch.autograd.grad(loss, F)
+    F2 = F.detach().clone().requires_grad_(True)
+    Q2 = torch.linalg.qr(F2).Q
+    expected, = torch.autograd.grad(-(torch.linalg.eigvalsh(Q2.T @ T @ Q2)[-2:] ** 2).sum(), F2)
+    assert torch.allclose(grad, expected, atol=1e-10)
+    with pytest.raises(ValueError, match='rank'):
+        subspace_lora_loss(F, op, rank=6)
+
+
+def test_subspace_lora_loss_bad_shape():
+    _, op = _psd_operator(6, seed=0)
+    with pytest.raises(ValueError, match='f must have shape'):
+        subspace_lora_loss(torch.randn(5, 2, dtype=torch.float64), op)
+    with pytest.raises(ValueError, match='f must have shape'):
+        subspace_lora_loss(torch.randn(6, 7, dtype=torch.float64), op)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..operators.base import LoRATerms
+from ..operators.base import LinearOperator, LoRATerms
 
 NESTINGS = ('joint', 'sequential')
 
@@ -143,3 +143,39 @@ class NestedLoRA(nn.Module):
 def nested_lora_loss(terms: LoRATerms, nesting: str = 'joint') -> Tensor:
     r"""Functional form of :class:`NestedLoRA` with default weights."""
     return NestedLoRA(terms.f.size(1), nesting).to(terms.f.device)(terms)
+
+
+def subspace_lora_loss(f: Tensor, operator: LinearOperator, rank: int | None = None) -> Tensor:
+    r"""The LoRA loss of a finite symmetric positive semi-definite operator
+    :math:`T` for :obj:`rank` functions (default: the :obj:`m` columns of
+    :obj:`f` :obj:`[n, m]`) inside the span of :obj:`f`, minimised in closed
+    form over them (variable projection; Euclidean inner products):
+    :math:`\min_{M \in \mathbb{R}^{m \times r}} L(fM) = -\sum_{i \le r}
+    \theta_i^2`, the :math:`r` largest Ritz values :math:`\theta_i` of
+    :math:`T` on the span (:math:`-\|Q^\top T Q\|_F^2` for :math:`r = m`,
+    with :math:`Q` an orthonormal basis). It scores the span, not the
+    columns: the right loss for a model whose columns cannot be the
+    eigenfunctions themselves (an encoder driven by fresh noise), whose span
+    is turned into ordered eigenpairs by a Rayleigh-Ritz step afterwards; its
+    minimisers hold :math:`T`'s top-:math:`r` eigenspace, and :math:`m > r`
+    leaves room for what the model cannot separate from it. :math:`T` is
+    applied without autograd; the gradient :math:`-4\,TQ\,S\Theta S^\top`
+    with respect to :math:`Q` (:math:`S, \Theta` the top-:math:`r` Ritz
+    pairs; defined where :math:`\theta_r > \theta_{r+1}`) is restored by a
+    detached correction, and the QR factorisation carries it to :obj:`f`."""
+    if f.dim() != 2 or operator.shape is None or f.size(0) != operator.shape[1] \
+            or f.size(1) > f.size(0):
+        raise ValueError(f"f must have shape [n, m] with m <= n = the operator's size, "
+                         f"got {tuple(f.shape)}")
+    rank = f.size(1) if rank is None else rank
+    if not 0 < rank <= f.size(1):
+        raise ValueError(f"rank must lie in [1, {f.size(1)}], got {rank}")
+    Q = torch.linalg.qr(f).Q
+    with torch.no_grad():
+        TQ = operator.matmul(Q)
+        theta, S = torch.linalg.eigh((Q.T @ TQ + TQ.T @ Q) / 2)
+        theta, S = theta[-rank:], S[:, -rank:]
+        value = -(theta * theta).sum()
+        coupling = (S * theta) @ S.T
+    surrogate = -4 * (Q * (TQ @ coupling)).sum()
+    return surrogate + (value - surrogate).detach()
