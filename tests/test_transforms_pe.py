@@ -1,16 +1,19 @@
 """AddNeuralSVDPE against closed-form spectra, torch.linalg.eigh and PyG."""
 import math
 
+import numpy as np
 import pytest
 import scipy.sparse as sp
 import threadpoolctl
 import torch
 from torch_geometric.data import Batch, Data, InMemoryDataset
 from torch_geometric.transforms import AddLaplacianEigenvectorPE
-from torch_geometric.utils import erdos_renyi_graph, get_laplacian, to_undirected
+from torch_geometric.utils import (erdos_renyi_graph, get_laplacian, stochastic_blockmodel_graph,
+                                   to_undirected)
 
 from pyg_spectral.metrics import max_principal_sine, relative_error
 from pyg_spectral.transforms import AddNeuralSVDPE, PEEncoder, fit_pe_encoder, precompute_pe
+from pyg_spectral.transforms.encoder import CUTOFFS, chebyshev_filter
 
 from graphs import cycle_graph, cycle_laplacian_spectrum, grid_graph, path_graph
 
@@ -445,23 +448,59 @@ def test_precompute_dataset_with_cache(tmp_path, monkeypatch):
     assert torch.equal(again[5].laplacian_eigenvector_pe, dataset[5].laplacian_eigenvector_pe)
 
 
-def test_inductive_encoder_beats_random_on_unseen_graphs():
-    torch.manual_seed(0)
-    k = 4
+def block_family(count: int, blocks: int, seed: int) -> list[Data]:
+    r"""Block models of 150-250 nodes: the low end of the spectrum is the
+    blocks - 1 community eigenvalues, then a gap to the bulk."""
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        sizes = torch.randint(30, 50, (blocks,), generator=gen)
+        probs = torch.full((blocks, blocks), 0.005).fill_diagonal_(0.3)
+        torch.manual_seed(int(torch.randint(1 << 30, (1,), generator=gen)))
+        out.append(Data(edge_index=stochastic_blockmodel_graph(sizes, probs),
+                        num_nodes=int(sizes.sum())))
+    return out
 
-    def mesh(a, b):  # a perturbed grid family
-        edge_index = grid_graph(a, b)
-        return Data(edge_index=edge_index, num_nodes=a * b)
 
-    train = [mesh(a, b) for a, b in [(8, 10), (9, 11), (10, 10), (7, 12)]]
-    encoder = PEEncoder(k, hidden=16, K=24)
-    history = fit_pe_encoder(encoder, train, steps=120, progress=False)
-    assert history[-1] < history[0]
-    test = mesh(9, 10)
-    exact = AddNeuralSVDPE(k, method='exact')(test.clone()).laplacian_eigenvector_pe
-    out = AddNeuralSVDPE(k, encoder=encoder, seed=0)(test.clone())
-    pe = out.laplacian_eigenvector_pe
-    assert (pe.T @ pe - torch.eye(k)).abs().max() < 1e-4
-    # the first two (well separated) directions are learned; random vectors are far off
-    assert max_principal_sine(pe[:, :2], exact) < 0.3
-    assert max_principal_sine(torch.randn(90, 2), exact) > 0.9
+def test_chebyshev_filter_is_small_on_the_stop_band_and_grows_below():
+    K, cutoff = 12, 0.3
+    c = chebyshev_filter(K, cutoff).numpy()
+    x = np.linspace(-1, 1, 401)
+    y = (x - cutoff) / (1 - cutoff)  # lambda / s = (x + 1) / 2 in [cutoff, 1] <-> y in [-1, 1]
+    expected = np.cos((K - 1) * np.arccos(np.clip(y, -1, 1)))
+    below = y < -1
+    expected[below] = (-1) ** (K - 1) * np.cosh((K - 1) * np.arccosh(-y[below]))
+    values = np.polynomial.chebyshev.chebval(x, c)
+    scale = np.abs(np.polynomial.chebyshev.Chebyshev.basis(K - 1)(
+        np.polynomial.chebyshev.Chebyshev([-cutoff / (1 - cutoff), 1 / (1 - cutoff)])).coef).max()
+    assert np.allclose(values * scale, expected, rtol=1e-9, atol=1e-6)
+    assert np.abs(values[~below]).max() * scale <= 1 + 1e-9
+    with pytest.raises(ValueError, match='cutoff'):
+        chebyshev_filter(K, 1.0)
+    with pytest.raises(ValueError, match='cutoff'):
+        PEEncoder(4, cutoff=0.0)
+
+
+def test_inductive_encoder_finds_the_family_gap_and_encodes_unseen_graphs():
+    k = 4  # 5 blocks: the 4 community eigenvectors are the ones wanted
+    encoder = PEEncoder(k, K=16, oversample=2)
+    train = block_family(6, k + 1, seed=0)
+    scores = fit_pe_encoder(encoder, train, progress=False)
+    assert len(scores) == len(CUTOFFS) and encoder.cutoff == CUTOFFS[int(np.argmin(scores))]
+    # the chosen stop band starts above the k community eigenvalues of every
+    # training graph, and not far into the bulk after them
+    for d in train:
+        values = torch.linalg.eigvalsh(dense_laplacian(d.edge_index, d.num_nodes))
+        assert values[k] < 2 * encoder.cutoff < 1.5 * values[k + 1]
+    for test in block_family(3, k + 1, seed=1):
+        exact = AddNeuralSVDPE(k, method='exact')(test.clone())
+        out = AddNeuralSVDPE(k, encoder=encoder, seed=0)(test.clone())
+        pe = out.laplacian_eigenvector_pe
+        assert (pe.T @ pe - torch.eye(k)).abs().max() < 1e-4
+        assert max_principal_sine(pe, exact.laplacian_eigenvector_pe) < 1e-2
+        assert relative_error(out.laplacian_eigenvector_pe_eigenvalues,
+                              exact.laplacian_eigenvector_pe_eigenvalues).max() < 1e-3
+    with pytest.raises(ValueError, match='at least 2 \\* out_channels'):
+        fit_pe_encoder(encoder, [Data(edge_index=path_graph(5), num_nodes=5)], progress=False)
+
+

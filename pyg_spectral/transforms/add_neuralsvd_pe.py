@@ -1,7 +1,7 @@
 """Laplacian eigenvector positional encodings: a drop-in for PyG's
 :class:`~torch_geometric.transforms.AddLaplacianEigenvectorPE` that solves
 whole batches at once, on any device, is exact on disconnected graphs and can
-encode unseen graphs with a trained encoder."""
+encode unseen graphs with a fitted encoder."""
 from __future__ import annotations
 
 import warnings
@@ -108,7 +108,7 @@ class AddNeuralSVDPE(BaseTransform):
             (its Krylov space cannot outgrow the number of distinct
             eigenvalues, which is small for trees and other symmetric
             graphs; it returned wrong pairs on such molecule-like graphs).
-        encoder: a trained :class:`~pyg_spectral.transforms.PEEncoder`:
+        encoder: a fitted :class:`~pyg_spectral.transforms.PEEncoder`:
             inductive mode, no eigensolve (see its docs); overrides
             :obj:`method` for graphs it can encode.
         device: where to solve (default: the data's device); the result comes
@@ -258,7 +258,7 @@ class AddNeuralSVDPE(BaseTransform):
         # n - 1 non-trivial pairs at most, also for a graph without edges
         q = torch.minimum(self.k - zeros, sizes - null.count.clamp_min(1))
         shift = 1.05 * laplacian.spectral_bounds()[1] or 1.0
-        return LaplacianProblem(laplacian, null, batch, ptr, q, shift, loopless, weight)
+        return LaplacianProblem(laplacian, null, batch, ptr, q, shift)
 
     @staticmethod
     def _accelerated(problem: LaplacianProblem) -> bool:

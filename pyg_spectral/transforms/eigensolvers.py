@@ -37,8 +37,6 @@ class LaplacianProblem:
         ptr: :obj:`[G + 1]` node offsets of the graphs.
         q: :obj:`[G]` number of non-zero eigenpairs wanted per graph.
         shift: where the zero eigenvalues are moved (above the spectrum).
-        edge_index, edge_weight: the graph without self-loops (what GNN
-            encoders consume).
     """
     laplacian: GraphOperator
     null: NullSpace
@@ -46,8 +44,6 @@ class LaplacianProblem:
     ptr: Tensor
     q: Tensor
     shift: float
-    edge_index: Tensor
-    edge_weight: Tensor
 
     @property
     def num_graphs(self) -> int:

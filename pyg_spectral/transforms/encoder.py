@@ -1,66 +1,110 @@
-"""Inductive positional encodings: a GNN trained with NestedLoRA on a family
-of graphs maps random node signals to the low end of each graph's Laplacian
-spectrum, so that a new graph of the family is encoded without an eigensolve."""
+"""Inductive positional encodings: a Chebyshev GNN, its filter fitted with the
+LoRA loss to a family of graphs, maps random node signals to the low end of
+each graph's Laplacian spectrum, so that a new graph of the family is encoded
+without an eigensolve (one Rayleigh-Ritz step on the filtered span)."""
 from __future__ import annotations
 
 import math
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Data
-from torch_geometric.nn import ChebConv
 from torch_geometric.utils import to_dense_batch
 from tqdm.auto import tqdm
 
-from ..losses import NestedLoRA
-from ..operators import DerivedOperator, LinearOperator, ShiftedOperator
+from ..losses import subspace_lora_loss
+from ..operators import DerivedOperator, GraphOperator, LinearOperator, ShiftedOperator
 from .eigensolvers import LaplacianProblem
 from .nullspace import DeflatedLaplacian
 
 
+def chebyshev_filter(K: int, cutoff: float) -> Tensor:
+    r"""Coefficients :obj:`[K]`, in the basis :math:`T_j(x)` of
+    :math:`x \in [-1, 1]` (the spectrum :math:`[0, s]` scaled), of the
+    filter of Chebyshev-filtered subspace iteration: :math:`T_{K-1}` of the
+    stop band :math:`[\text{cutoff} \cdot s, s]` mapped onto
+    :math:`[-1, 1]`, divided by its largest coefficient. It stays small on
+    the stop band and grows like :math:`\cosh((K - 1)\,\text{acosh}(|y|))`
+    below it, the fastest growth of any polynomial of its degree so bounded."""
+    if not 0 < cutoff < 1:
+        raise ValueError(f"cutoff must lie in (0, 1), got {cutoff}")
+    chebyshev = np.polynomial.chebyshev.Chebyshev
+    band = chebyshev([-cutoff / (1 - cutoff), 1 / (1 - cutoff)])  # [c, 1] -> [-1, 1]
+    coefficients = torch.from_numpy(chebyshev.basis(K - 1)(band).coef)
+    return coefficients / coefficients.abs().max()
+
+
 class PEEncoder(nn.Module):
     r"""A GNN that outputs :obj:`[n, k + oversample]` functions spanning the
-    low end of a graph's Laplacian spectrum: a stack of linear
-    :class:`~torch_geometric.nn.conv.ChebConv` layers (Chebyshev polynomials of
-    the normalised Laplacian, i.e. learned spectral filters) applied to
-    :obj:`hidden` channels of Gaussian noise. Filtering noise towards the low
-    frequencies is what subspace iteration does; here the filter is learned
-    once for a family of graphs (:func:`fit_pe_encoder`) and then applied to
-    unseen graphs. :class:`~pyg_spectral.transforms.AddNeuralSVDPE` with
-    :obj:`encoder=` turns the output into eigenpairs by one Rayleigh-Ritz step
-    per graph (a :obj:`[k', k']` eigenproblem, no eigensolve of the graph).
+    low end of a graph's Laplacian spectrum: a stack of linear Chebyshev
+    layers (:math:`\sum_j T_j(\hat L) X W_j` with :math:`\hat L` the
+    Laplacian scaled to :math:`[-1, 1]`, the filter of
+    :class:`~torch_geometric.nn.conv.ChebConv`) applied to :obj:`hidden`
+    channels of Gaussian noise. Filtering noise towards the low frequencies
+    is what subspace iteration does; here the filter is fitted once to a
+    family of graphs (:func:`fit_pe_encoder`) and then applied to unseen
+    graphs. :class:`~pyg_spectral.transforms.AddNeuralSVDPE` with
+    :obj:`encoder=` turns the output into eigenpairs by one Rayleigh-Ritz
+    step per graph (a :obj:`[k', k']` eigenproblem, no eigensolve of the
+    graph).
+
+    Every layer starts as the Chebyshev filter :func:`chebyshev_filter` of
+    stop band :math:`[\text{cutoff} \cdot s, s]` times a random mixing of
+    the channels (:meth:`reset_parameters`). From random coefficients the
+    filters were dominated by high frequencies and training left the span
+    far from the eigenvectors (benchmarks/RESULTS.md, section 4); the
+    filter family and one number to fit, where the family's spectrum has
+    its gap, is the prior that makes the encoder work.
+
+    The products with :math:`\hat L` are sparse CSR products with the
+    Laplacian the transform has already built, not message passing (PyG's
+    :obj:`ChebConv` rebuilds the normalisation at every call and gathers and
+    scatters every edge, several times slower per product here).
 
     Args:
         k: number of non-trivial eigenvectors wanted.
-        hidden: number of noise channels and hidden width.
+        hidden: number of noise channels and hidden width (default
+            :obj:`out_channels`: more channels do not widen the span).
         num_layers: number of Chebyshev layers.
         K: Chebyshev order of each layer (the filter has degree
             :math:`\text{num\_layers} \cdot (K - 1)`).
         oversample: extra output columns (default :obj:`max(2, k // 2)`); the
             Rayleigh-Ritz step keeps the best :obj:`k`.
+        cutoff: start of the stop band of the initial filter, relative to
+            the spectral bound :math:`s` (2 for the normalised Laplacian);
+            :func:`fit_pe_encoder` chooses it for the family.
     """
 
-    def __init__(self, k: int, hidden: int = 32, num_layers: int = 1, K: int = 32,
-                 oversample: int | None = None) -> None:
+    def __init__(self, k: int, hidden: int | None = None, num_layers: int = 1, K: int = 32,
+                 oversample: int | None = None, cutoff: float = 0.1) -> None:
         super().__init__()
+        self.out_channels = k + (max(2, k // 2) if oversample is None else oversample)
+        hidden = self.out_channels if hidden is None else hidden
         if k <= 0 or hidden <= 0 or num_layers <= 0 or K <= 0:
             raise ValueError("k, hidden, num_layers and K must be positive")
-        self.k, self.hidden, self.K = k, hidden, K
-        self.out_channels = k + (max(2, k // 2) if oversample is None else oversample)
+        chebyshev_filter(K, cutoff)  # validates the cutoff
+        self.k, self.hidden, self.K, self.cutoff = k, hidden, K, cutoff
         widths = [hidden] * num_layers + [self.out_channels]
-        self.convs = nn.ModuleList(ChebConv(a, b, K) for a, b in zip(widths[:-1], widths[1:]))
+        # one weight [K * in, out] per layer: the K terms W_j side by side,
+        # so that a layer is one dense product
+        self.lins = nn.ModuleList(nn.Linear(K * a, b, bias=False)
+                                  for a, b in zip(widths[:-1], widths[1:]))
         self.reset_parameters()
 
     @torch.no_grad()
-    def reset_parameters(self) -> None:
-        for conv in self.convs:
-            conv.reset_parameters()
-            # Glorot per Chebyshev term sums K terms of unit scale; the
-            # quartic metric term of NestedLoRA then starts ~1e4 too large
-            # and Adam stalls (measured), so start the outputs small
-            for p in conv.parameters():
-                p.mul_(1.0 / self.K)
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        r"""Sets every layer to :func:`chebyshev_filter` of :attr:`cutoff`
+        times a Gaussian mixing of the channels (drawn from
+        :obj:`generator`, on the CPU)."""
+        coefficients = chebyshev_filter(self.K, self.cutoff)
+        for lin in self.lins:
+            fan_in = lin.in_features // self.K
+            mixing = torch.randn(lin.out_features, fan_in, dtype=torch.float64,
+                                 generator=generator) / math.sqrt(fan_in)
+            lin.weight.copy_((coefficients[:, None, None] * mixing).permute(1, 0, 2)
+                             .reshape(lin.out_features, -1))
 
     def random_inputs(self, num_nodes: int, generator: torch.Generator | None = None,
                       device: torch.device | None = None) -> Tensor:
@@ -69,16 +113,33 @@ class PEEncoder(nn.Module):
         return torch.randn(num_nodes, self.hidden, generator=generator).to(device)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
-        r""":obj:`x` :obj:`[n, hidden]` node inputs to :obj:`[n, out_channels]`.
-        The layers are linear: a polynomial filter keeps the map equivariant
-        to the eigenbasis, and non-linearities were not needed."""
-        for conv in self.convs:
-            x = conv(x, edge_index, edge_weight)
+        r""":obj:`x` :obj:`[n, hidden]` node inputs to :obj:`[n, out_channels]`,
+        on the symmetric normalised Laplacian of :obj:`edge_index`."""
+        laplacian = GraphOperator.from_edge_index(edge_index, x.size(0), edge_weight,
+                                                  kind='sym_laplacian', dtype=x.dtype)
+        return self.filter(x, laplacian)
+
+    def filter(self, x: Tensor, laplacian: LinearOperator) -> Tensor:
+        r""":obj:`x` :obj:`[n, hidden]` to :obj:`[n, out_channels]` on a
+        symmetric operator with spectrum in :math:`[0, s]` (its
+        :meth:`spectral_bounds`), e.g. a (batched) Laplacian. The layers are
+        linear: a polynomial filter keeps the map equivariant to the
+        eigenbasis, and non-linearities were not needed."""
+        scale = 2.0 / laplacian.spectral_bounds()[1]
+
+        def scaled(X: Tensor) -> Tensor:
+            return scale * laplacian.matmul(X) - X
+        for lin in self.lins:
+            terms = [x] + ([scaled(x)] if self.K > 1 else [])
+            for _ in range(2, self.K):
+                terms.append(2 * scaled(terms[-1]) - terms[-2])
+            x = lin(torch.cat(terms, dim=-1))
         return x
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(k={self.k}, hidden={self.hidden}, '
-                f'num_layers={len(self.convs)}, K={self.K}, out_channels={self.out_channels})')
+                f'num_layers={len(self.lins)}, K={self.K}, cutoff={self.cutoff:.3g}, '
+                f'out_channels={self.out_channels})')
 
 
 class LowPassPower(DerivedOperator):
@@ -108,50 +169,66 @@ class LowPassPower(DerivedOperator):
 
 def _features(encoder: PEEncoder, problem: LaplacianProblem, operator: DeflatedLaplacian,
               generator: torch.Generator | None) -> Tensor:
-    device = problem.batch.device
-    x = encoder.random_inputs(problem.batch.numel(), generator, device)
-    weight = problem.edge_weight.to(x.dtype)
-    F = encoder(x, problem.edge_index, weight).to(operator.dtype)
+    x = encoder.random_inputs(problem.batch.numel(), generator, problem.batch.device)
+    F = encoder.filter(x, problem.laplacian.to(dtype=x.dtype)).to(operator.dtype)
     return F - operator.project(F)
 
 
-def fit_pe_encoder(encoder: PEEncoder, graphs: Sequence[Data], steps: int = 300,
-                   lr: float = 3e-3, graphs_per_step: int = 4, normalization: str | None = 'sym',
-                   power: int = 16, seed: int = 0, progress: bool = True) -> list[float]:
-    r"""Trains :obj:`encoder` with NestedLoRA so that, on every graph of
-    :obj:`graphs`, its outputs (with fresh noise inputs at every step) learn
-    the :obj:`out_channels` smallest non-trivial Laplacian eigenvectors: the
-    loss of a step is the sum over :obj:`graphs_per_step` graphs of the
-    NestedLoRA loss on that graph's deflated, shifted Laplacian (one loss per
-    graph, so that every graph's own spectrum is learned) with the low end
-    spread out by :class:`LowPassPower` (:obj:`power`). Returns the loss
-    history."""
+# candidate stop-band starts for fit_pe_encoder, relative to the spectral
+# bound: ~1.4x apart, from a mesh's low end to the middle of the spectrum
+CUTOFFS = tuple(np.geomspace(1e-3, 0.5, 19).tolist())
+
+
+@torch.no_grad()
+def fit_pe_encoder(encoder: PEEncoder, graphs: Sequence[Data], normalization: str | None = 'sym',
+                   power: int = 16, cutoffs: Sequence[float] = CUTOFFS, seed: int = 0,
+                   progress: bool = True) -> list[float]:
+    r"""Fits :obj:`encoder` to the family :obj:`graphs`: sets its
+    :attr:`~PEEncoder.cutoff` to the one of :obj:`cutoffs` whose filter
+    (:meth:`~PEEncoder.reset_parameters`) puts the most of the
+    :obj:`out_channels` smallest non-trivial Laplacian eigenvectors of every
+    graph into the span of its outputs. The objective on a graph is the LoRA
+    loss minimised over the outputs' recombinations
+    (:func:`~pyg_spectral.losses.subspace_lora_loss`) on the deflated
+    Laplacian with its low end mapped to the top by :class:`LowPassPower`
+    (:obj:`power`), summed over the graphs, with the same noise for every
+    candidate. The columns cannot be eigenvectors themselves (they filter
+    fresh noise), so the loss scores their span; the order that nesting
+    would give comes from the Rayleigh-Ritz step at inference. Where the
+    family's spectrum has a gap after :obj:`out_channels` eigenvalues, the
+    fit finds it.
+
+    Gradient steps on the weights after the fit made the held-out spans
+    worse in trials: the filter's suppression of the stop band rests on a
+    cancellation between its coefficients that per-weight steps break. So
+    the fit is this one-parameter search. Returns the objective of every
+    candidate."""
     from .add_neuralsvd_pe import AddNeuralSVDPE
     if not graphs:
         raise ValueError("graphs must not be empty")
+    if not cutoffs:
+        raise ValueError("cutoffs must not be empty")
+    small = [d.num_nodes for d in graphs if d.num_nodes < 2 * encoder.out_channels]
+    if small:
+        raise ValueError(f"graphs must have at least 2 * out_channels = "
+                         f"{2 * encoder.out_channels} nodes, got one of {small[0]}")
     device = next(encoder.parameters()).device
     builder = AddNeuralSVDPE(encoder.out_channels, normalization=normalization)
     problems = [builder.problem(d.edge_index.to(device), d.num_nodes, d.get('edge_weight'), None)
                 for d in graphs]
     operators = [p.graph_operator(0) for p in problems]
     targets = [LowPassPower(op, power) for op in operators]
-    loss_fn = NestedLoRA(encoder.out_channels).to(device)
-    optimizer = torch.optim.Adam(encoder.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(seed)
-    history = []
-    for _ in tqdm(range(steps), disable=not progress, desc='PEEncoder', leave=False):
-        picks = torch.randperm(len(graphs), generator=generator)[:graphs_per_step].tolist()
-        loss = 0.0
-        for i in picks:
-            F = _features(encoder, problems[i], operators[i], generator)
-            loss = loss + loss_fn(targets[i].lora_terms(F))
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        history.append(loss.item())
-        if not math.isfinite(history[-1]):
-            raise FloatingPointError(f"NestedLoRA loss became {history[-1]}; lower lr (now {lr})")
-    return history
+    scores = []
+    for cutoff in tqdm(cutoffs, disable=not progress, desc='PEEncoder cutoff', leave=False):
+        encoder.cutoff = cutoff
+        encoder.reset_parameters(torch.Generator().manual_seed(seed))
+        generator = torch.Generator().manual_seed(seed)
+        scores.append(sum(subspace_lora_loss(_features(encoder, problem, operator, generator),
+                                             target, rank=encoder.k).item()
+                          for problem, operator, target in zip(problems, operators, targets)))
+    encoder.cutoff = cutoffs[int(np.argmin(scores))]
+    encoder.reset_parameters(torch.Generator().manual_seed(seed))
+    return scores
 
 
 @torch.no_grad()
