@@ -1,6 +1,6 @@
 import pytest
 import torch
-from torch_geometric.utils import erdos_renyi_graph, to_dense_adj
+from torch_geometric.utils import erdos_renyi_graph, get_laplacian, to_dense_adj
 
 from pyg_spectral.operators import GraphOperator, ShiftedOperator, top_positive
 
@@ -59,6 +59,36 @@ def test_kinds_match_dense_formula_and_bounds(graph, kind):
     vals = torch.linalg.svdvals(M) if kind == 'rw' else torch.linalg.eigvalsh(M)
     assert lo - 1e-9 <= float(vals.min()) and float(vals.max()) <= hi + 1e-9
     assert op.is_symmetric == (kind != 'rw')
+
+
+@pytest.mark.parametrize('kind', ['laplacian', 'sym_laplacian', 'adjacency'])
+def test_unsorted_duplicated_looped_edges_match_pyg(graph, kind):
+    # the sort-free paths against PyG's own utilities, on shuffled edges
+    # with duplicates (summed) and self-loops (dropped by Laplacians)
+    ei, w = graph
+    loops = torch.tensor([[3, 7], [3, 7]])
+    ei2 = torch.cat([ei, ei[:, :10], loops], 1)
+    w2 = torch.cat([w, w[:10], torch.tensor([0.5, 2.0], dtype=torch.float64)])
+    w2[_reverse_index(ei)[:10]] *= 2  # the reverses of the duplicated edges match
+    perm = torch.randperm(ei2.size(1), generator=torch.Generator().manual_seed(0))
+    op = GraphOperator.from_edge_index(ei2[:, perm], 40, w2[perm], kind=kind, dtype=torch.float64)
+    with torch.sparse.check_sparse_tensor_invariants():
+        torch.sparse_csr_tensor(op.matrix.crow_indices(), op.matrix.col_indices(),
+                                op.matrix.values(), op.shape)  # sorted, unique columns
+    if kind == 'adjacency':
+        expected = to_dense_adj(ei2, edge_attr=w2, max_num_nodes=40)[0]
+    else:
+        lei, lw = get_laplacian(ei2, w2, None if kind == 'laplacian' else 'sym', num_nodes=40)
+        expected = to_dense_adj(lei, edge_attr=lw, max_num_nodes=40)[0]
+    assert torch.allclose(op.to_dense(), expected, atol=1e-12)
+
+
+def test_asymmetric_weight_is_directed():
+    ei = path_graph(5)
+    w = torch.ones(ei.size(1))
+    w[0] = 2.0
+    with pytest.raises(ValueError, match='directed graph'):
+        GraphOperator.from_edge_index(ei, 5, w, kind='sym_laplacian')
 
 
 def test_shift_maps_smallest_to_top_positive():

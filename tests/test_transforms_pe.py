@@ -481,6 +481,23 @@ def test_chebyshev_filter_is_small_on_the_stop_band_and_grows_below():
         PEEncoder(4, cutoff=0.0)
 
 
+def test_pe_encoder_is_the_chebyshev_series_of_its_weights():
+    torch.manual_seed(0)
+    encoder = PEEncoder(3, hidden=4, num_layers=2, K=5, oversample=1).double()
+    edge_index = grid_graph(4, 5)
+    x = torch.randn(20, 4, dtype=torch.float64)
+    L_hat = dense_laplacian(edge_index, 20) - torch.eye(20, dtype=torch.float64)  # 2L/2 - I
+    expected = x
+    for lin in encoder.lins:
+        terms = [expected, L_hat @ expected]
+        while len(terms) < 5:
+            terms.append(2 * L_hat @ terms[-1] - terms[-2])
+        W = lin.weight.view(lin.out_features, 5, -1)  # [out, K, in]
+        expected = sum(t @ W[:, j].T for j, t in enumerate(terms))
+    assert torch.allclose(encoder(x, edge_index), expected, atol=1e-10)
+    assert 'cutoff=0.1' in repr(encoder)
+
+
 def test_inductive_encoder_finds_the_family_gap_and_encodes_unseen_graphs():
     k = 4  # 5 blocks: the 4 community eigenvectors are the ones wanted
     encoder = PEEncoder(k, K=16, oversample=2)

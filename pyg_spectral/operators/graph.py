@@ -5,8 +5,7 @@ import warnings
 
 import torch
 from torch import Tensor
-from torch_geometric.utils import (add_remaining_self_loops, coalesce, get_laplacian,
-                                   is_undirected as _is_undirected, scatter,
+from torch_geometric.utils import (add_remaining_self_loops, coalesce, index_sort, scatter,
                                    to_torch_csr_tensor)
 
 from .base import LinearOperator
@@ -45,6 +44,47 @@ def validate_graph(edge_index: Tensor, num_nodes: int | None,
             raise ValueError(f"edge_weight is on {edge_weight.device} but edge_index "
                              f"is on {edge_index.device}")
     return num_nodes
+
+
+def _coalesced(edge_index: Tensor, edge_weight: Tensor, num_nodes: int) -> tuple[Tensor, Tensor]:
+    r"""Row-major sorted edges without duplicates (summed). PyG's data is
+    usually sorted already; checking that is linear, sorting is not."""
+    key = edge_index[0] * num_nodes + edge_index[1]
+    is_sorted = bool((key[1:] >= key[:-1]).all())
+    return coalesce(edge_index, edge_weight, num_nodes, is_sorted=is_sorted)
+
+
+def _is_symmetric(edge_index: Tensor, edge_weight: Tensor, num_nodes: int) -> bool:
+    r"""Whether coalesced (row-major sorted, unique) weighted edges are
+    symmetric: sorted column-major, the transposed list must be the same
+    list. One sort, where :func:`torch_geometric.utils.is_undirected` sorts
+    twice."""
+    row, col = edge_index
+    perm = index_sort(col * num_nodes + row, max_value=num_nodes * num_nodes)[1]
+    return (torch.equal(row[perm], col) and torch.equal(col[perm], row)
+            and torch.equal(edge_weight[perm], edge_weight))
+
+
+def _laplacian_csr(edge_index: Tensor, off_diagonal: Tensor, diagonal: Tensor,
+                   num_nodes: int) -> Tensor:
+    r"""CSR matrix of coalesced off-diagonal entries (row-major sorted, no
+    self-loops) plus a full diagonal :obj:`[n]`, merged in sorted order
+    without a sort: each diagonal entry goes after the entries of its row
+    with a smaller column."""
+    row, col = edge_index
+    n, device = num_nodes, row.device
+    nodes = torch.arange(n, device=device)
+    before = torch.searchsorted(row * n + col, nodes * (n + 1))  # entries before (i, i)
+    at = before + nodes
+    is_off = torch.ones(row.numel() + n, dtype=torch.bool, device=device)
+    is_off[at] = False
+    columns = torch.empty(row.numel() + n, dtype=col.dtype, device=device)
+    values = torch.empty(row.numel() + n, dtype=off_diagonal.dtype, device=device)
+    columns[at], values[at] = nodes, diagonal
+    columns[is_off], values[is_off] = col, off_diagonal
+    counts = torch.bincount(row, minlength=n) + 1
+    crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    return torch.sparse_csr_tensor(crow, columns, values, size=(n, n))
 
 
 class GraphOperator(LinearOperator):
@@ -96,8 +136,8 @@ class GraphOperator(LinearOperator):
         if edge_weight is None:
             edge_weight = torch.ones(edge_index.size(1), device=edge_index.device, dtype=dtype)
         edge_weight = edge_weight.to(dtype)
-        edge_index, edge_weight = coalesce(edge_index, edge_weight, num_nodes)
-        undirected = _is_undirected(edge_index, edge_weight, num_nodes)
+        edge_index, edge_weight = _coalesced(edge_index, edge_weight, num_nodes)
+        undirected = _is_symmetric(edge_index, edge_weight, num_nodes)
         if kind in SYMMETRIC_KINDS and not undirected:
             claim = ' although is_undirected=True was passed' if is_undirected else ''
             raise ValueError(f"edge_index describes a directed graph{claim}, but "
@@ -124,13 +164,26 @@ class GraphOperator(LinearOperator):
             dinv = deg.pow(-0.5).masked_fill_(deg == 0, 0)
             edge_weight = dinv[row] * edge_weight * dinv[col]
             bounds = (-1.0, 1.0)
-        elif kind == 'laplacian':
-            edge_index, edge_weight = get_laplacian(edge_index, edge_weight, None, num_nodes=num_nodes)
-            # Gershgorin: every row of D - A has absolute sum 2 d_i
-            bounds = (0.0, 2.0 * float(deg.max()))
-        elif kind == 'sym_laplacian':
-            edge_index, edge_weight = get_laplacian(edge_index, edge_weight, 'sym', num_nodes=num_nodes)
-            bounds = (0.0, 2.0)
+        elif kind in ('laplacian', 'sym_laplacian'):
+            # as torch_geometric.utils.get_laplacian: self-loops dropped, an
+            # isolated node gets L_ii = 1 under 'sym', 0 otherwise
+            loop = row == col
+            if loop.any():
+                deg = deg - scatter(edge_weight * loop, row, 0, dim_size=num_nodes, reduce='sum')
+                edge_index, edge_weight = edge_index[:, ~loop], edge_weight[~loop]
+                row, col = edge_index
+            if kind == 'laplacian':
+                diagonal, off_diagonal = deg, -edge_weight
+                # Gershgorin: every row of D - A has absolute sum 2 d_i
+                bounds = (0.0, 2.0 * float(deg.max()))
+            else:
+                dinv = deg.pow(-0.5).masked_fill_(deg == 0, 0)
+                diagonal, off_diagonal = torch.ones_like(deg), -dinv[row] * edge_weight * dinv[col]
+                bounds = (0.0, 2.0)
+            with warnings.catch_warnings():
+                warnings.filterwarnings('ignore', message='Sparse (CSR tensor support|invariant checks)')
+                matrix = _laplacian_csr(edge_index, off_diagonal, diagonal, num_nodes)
+            return cls(matrix, kind, bounds)
         else:  # rw
             dinv = deg.reciprocal().masked_fill_(deg == 0, 0)
             edge_weight = dinv[row] * edge_weight
@@ -140,7 +193,9 @@ class GraphOperator(LinearOperator):
         with warnings.catch_warnings():
             # torch flags CSR as beta on every construction; nothing to act on
             warnings.filterwarnings('ignore', message='Sparse (CSR tensor support|invariant checks)')
-            matrix = to_torch_csr_tensor(edge_index, edge_weight, size=(num_nodes, num_nodes))
+            # gcn added self-loops out of order; the other kinds are coalesced
+            matrix = to_torch_csr_tensor(edge_index, edge_weight, size=(num_nodes, num_nodes),
+                                         is_coalesced=kind != 'gcn')
         return cls(matrix, kind, bounds)
 
     @property

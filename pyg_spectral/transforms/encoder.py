@@ -87,8 +87,7 @@ class PEEncoder(nn.Module):
         chebyshev_filter(K, cutoff)  # validates the cutoff
         self.k, self.hidden, self.K, self.cutoff = k, hidden, K, cutoff
         widths = [hidden] * num_layers + [self.out_channels]
-        # one weight [K * in, out] per layer: the K terms W_j side by side,
-        # so that a layer is one dense product
+        # one weight [out, K * in] per layer: the K terms' W_j side by side
         self.lins = nn.ModuleList(nn.Linear(K * a, b, bias=False)
                                   for a, b in zip(widths[:-1], widths[1:]))
         self.reset_parameters()
@@ -130,10 +129,15 @@ class PEEncoder(nn.Module):
         def scaled(X: Tensor) -> Tensor:
             return scale * laplacian.matmul(X) - X
         for lin in self.lins:
-            terms = [x] + ([scaled(x)] if self.K > 1 else [])
-            for _ in range(2, self.K):
-                terms.append(2 * scaled(terms[-1]) - terms[-2])
-            x = lin(torch.cat(terms, dim=-1))
+            # the terms T_j x are summed as they come: on a batch of graphs
+            # all K of them side by side outgrow the caches
+            W = lin.weight.view(lin.out_features, self.K, -1)  # [out, K, in]
+            previous, term = None, x
+            out = term @ W[:, 0].T
+            for j in range(1, self.K):
+                previous, term = term, (scaled(term) if j == 1 else 2 * scaled(term) - previous)
+                out = out + term @ W[:, j].T
+            x = out
         return x
 
     def __repr__(self) -> str:
