@@ -149,11 +149,12 @@ class PEEncoder(nn.Module):
 class LowPassPower(DerivedOperator):
     r""":math:`(I - T / s)^p` for a symmetric operator :obj:`T` with spectrum in
     :math:`[0, s]`: the same eigenvectors, with the low end of the spectrum
-    mapped near 1 and the rest towards 0. NestedLoRA on :math:`s I - T`
+    mapped near 1 and the rest towards 0. On :math:`s I - T` a LoRA loss
     sees the smallest eigenvalues of a Laplacian as a cluster just below the
-    top (relative gaps of ~1e-3 on a 1000-node mesh) and barely separates
-    them; the power spreads them out (the relative gaps grow ~p-fold) at the
-    cost of p sparse products per step, taken without autograd."""
+    top (relative gaps of ~1e-3 on a 1000-node mesh), barely above the bulk,
+    and hardly tells a span that holds them from one that does not; the
+    power spreads them out (the relative gaps grow ~p-fold) at the cost of p
+    sparse products per evaluation, taken without autograd."""
 
     def __init__(self, operator: LinearOperator, power: int) -> None:
         if power < 1:
