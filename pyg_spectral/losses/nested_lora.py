@@ -133,7 +133,9 @@ class NestedLoRA(nn.Module):
             weights = torch.ones_like(cross)
             loss = -2 * cross.sum() + (G * G).sum()
             coupling = (self.sequential_mask.to(f.dtype) / 2 * G).T
-        grad = torch.addmm(Tf * weights, f, coupling, beta=-1).mul_(4 / n)
+        # the 4/n folded into the small factors: one product and one fused
+        # pass over [n, k] (addmm with beta=-1 and a scaled copy took ~3x longer)
+        grad = (f @ (coupling * (4 / n))).addcmul_(Tf, weights * (4 / n), value=-1)
         return loss, grad, cross
 
     def extra_repr(self) -> str:

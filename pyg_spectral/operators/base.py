@@ -81,6 +81,11 @@ class LinearOperator:
     def __matmul__(self, X: Tensor) -> Tensor:
         return self.matmul(X)
 
+    def affine_matmul(self, X: Tensor, alpha: float, beta: float) -> Tensor:
+        r""":math:`\alpha T X + \beta X`; operators that can fuse it override
+        this (a sparse :obj:`addmm` is one pass where the plain form is three)."""
+        return torch.add(alpha * self.matmul(X), X, alpha=beta)
+
     def spectral_bounds(self) -> tuple[float, float]:
         r"""Safe :obj:`(lower, upper)` bounds on the eigenvalues (symmetric)
         or :obj:`(0, upper)` on the singular values."""

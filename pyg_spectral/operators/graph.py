@@ -217,6 +217,10 @@ class GraphOperator(LinearOperator):
         self.check_block(X)
         return self.matrix @ X
 
+    def affine_matmul(self, X: Tensor, alpha: float, beta: float) -> Tensor:
+        self.check_block(X)
+        return torch.addmm(X, self.matrix, X, beta=beta, alpha=alpha)
+
     def rmatmul(self, X: Tensor) -> Tensor:
         if self.is_symmetric:
             return self.matmul(X)

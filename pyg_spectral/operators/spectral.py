@@ -23,7 +23,7 @@ class ShiftedOperator(DerivedOperator):
         return ShiftedOperator(self.inner.to(device, dtype), self.alpha, self.beta)
 
     def matmul(self, X: Tensor) -> Tensor:
-        return self.alpha * self.inner.matmul(X) + self.beta * X
+        return self.inner.affine_matmul(X, self.alpha, self.beta)
 
     def rmatmul(self, X: Tensor) -> Tensor:
         return self.alpha * self.inner.rmatmul(X) + self.beta * X
