@@ -137,8 +137,8 @@ class GraphOperator(LinearOperator):
             edge_weight = torch.ones(edge_index.size(1), device=edge_index.device, dtype=dtype)
         edge_weight = edge_weight.to(dtype)
         edge_index, edge_weight = _coalesced(edge_index, edge_weight, num_nodes)
-        undirected = _is_symmetric(edge_index, edge_weight, num_nodes)
-        if kind in SYMMETRIC_KINDS and not undirected:
+        # 'rw' takes directed graphs: no symmetry check (a sort) for it
+        if kind in SYMMETRIC_KINDS and not _is_symmetric(edge_index, edge_weight, num_nodes):
             claim = ' although is_undirected=True was passed' if is_undirected else ''
             raise ValueError(f"edge_index describes a directed graph{claim}, but "
                              f"kind={kind!r} needs a symmetric matrix; symmetrise "

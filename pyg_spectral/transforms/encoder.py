@@ -84,7 +84,6 @@ class PEEncoder(nn.Module):
         hidden = self.out_channels if hidden is None else hidden
         if k <= 0 or hidden <= 0 or num_layers <= 0 or K <= 0:
             raise ValueError("k, hidden, num_layers and K must be positive")
-        chebyshev_filter(K, cutoff)  # validates the cutoff
         self.k, self.hidden, self.K, self.cutoff = k, hidden, K, cutoff
         widths = [hidden] * num_layers + [self.out_channels]
         # one weight [out, K * in] per layer: the K terms' W_j side by side
@@ -172,10 +171,12 @@ class LowPassPower(DerivedOperator):
         return 0.0, 1.0
 
 
-def _features(encoder: PEEncoder, problem: LaplacianProblem, operator: DeflatedLaplacian,
+def _features(encoder: PEEncoder, laplacian: LinearOperator, operator: DeflatedLaplacian,
               generator: torch.Generator | None) -> Tensor:
-    x = encoder.random_inputs(problem.batch.numel(), generator, problem.batch.device)
-    F = encoder.filter(x, problem.laplacian.to(dtype=x.dtype)).to(operator.dtype)
+    r"""The encoder's output on noise, filtered by :obj:`laplacian` (in the
+    encoder's precision), with :obj:`operator`'s zero eigenspace projected out."""
+    x = encoder.random_inputs(laplacian.shape[0], generator, laplacian.device)
+    F = encoder.filter(x, laplacian).to(operator.dtype)
     return F - operator.project(F)
 
 
@@ -223,14 +224,16 @@ def fit_pe_encoder(encoder: PEEncoder, graphs: Sequence[Data], normalization: st
                 for d in graphs]
     operators = [p.graph_operator(0) for p in problems]
     targets = [LowPassPower(op, power) for op in operators]
+    # cast once, not once per candidate: the noise inputs' precision
+    laplacians = [p.laplacian.to(dtype=torch.get_default_dtype()) for p in problems]
     scores = []
     for cutoff in tqdm(cutoffs, disable=not progress, desc='PEEncoder cutoff', leave=False):
         encoder.cutoff = cutoff
         encoder.reset_parameters(torch.Generator().manual_seed(seed))
         generator = torch.Generator().manual_seed(seed)
-        scores.append(sum(subspace_lora_loss(_features(encoder, problem, operator, generator),
+        scores.append(sum(subspace_lora_loss(_features(encoder, laplacian, operator, generator),
                                              target, rank=encoder.k).item()
-                          for problem, operator, target in zip(problems, operators, targets)))
+                          for laplacian, operator, target in zip(laplacians, operators, targets)))
     encoder.cutoff = cutoffs[int(np.argmin(scores))]
     encoder.reset_parameters(torch.Generator().manual_seed(seed))
     return scores
@@ -250,7 +253,8 @@ def encoder_solve(encoder: PEEncoder, problem: LaplacianProblem, vectors: Tensor
         return done
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     operator = DeflatedLaplacian(problem.laplacian, problem.null, problem.shift)
-    F = _features(encoder, problem, operator, generator)
+    F = _features(encoder, problem.laplacian.to(dtype=torch.get_default_dtype()), operator,
+                  generator)
     batch = problem.batch
     dense, mask = to_dense_batch(F, batch)  # [G, nmax, m]
     Q = torch.linalg.qr(dense).Q
