@@ -307,7 +307,7 @@ def eigh_floor(count: int, seed: int, k: int = 8) -> None:
     of the sizes and counts ours builds (one thread, blocks built before the
     clock starts). PyG's time over the eigh alone bounds the speed-up of any
     path that runs that eigh on this CPU."""
-    from pyg_spectral.transforms.eigensolvers import _buckets
+    from pyg_spectral.solvers.laplacian import _buckets
     graphs = molecule_like(count, seed)
     sizes = torch.tensor([g.num_nodes for g in graphs])
     blocks = [padded_laplacians([graphs[i] for i in ids.tolist()], size)
@@ -337,10 +337,10 @@ def eigh_floor(count: int, seed: int, k: int = 8) -> None:
 def arpack_modes(seed: int, limit: float) -> None:
     r"""Plain Lanczos vs shift-invert vs the default policy of our ARPACK
     path, next to the RCM envelope ratio over sqrt(n) that the policy reads
-    (:func:`~pyg_spectral.transforms.eigensolvers.envelope_ratio`), on graphs
+    (:func:`~pyg_spectral.solvers.laplacian.envelope_ratio`), on graphs
     that expand poorly (meshes) and well (random and block models, PubMed)."""
     from pyg_spectral.datasets import load_planetoid
-    from pyg_spectral.transforms.eigensolvers import envelope_ratio
+    from pyg_spectral.solvers.laplacian import envelope_ratio
 
     def lcc(name):
         data = load_planetoid(name)[0]

@@ -218,7 +218,7 @@ def test_arpack_precisions_vs_eigh(dtype):
 
 
 def test_arpack_uncertified_float32_falls_back_to_float64(monkeypatch):
-    from pyg_spectral.transforms import eigensolvers
+    from pyg_spectral.solvers import laplacian as eigensolvers
     edge_index, n = sparse_random_graph()
     k = 8
     certified, _ = run(edge_index, n, k, 'arpack')
@@ -269,7 +269,7 @@ def test_arpack_switches_to_shift_invert_when_lanczos_stalls(monkeypatch):
     shift-invert and gives its result; with :obj:`shift_invert=False` the
     non-convergence is raised."""
     from scipy.sparse.linalg import ArpackNoConvergence
-    from pyg_spectral.transforms import eigensolvers
+    from pyg_spectral.solvers import laplacian as eigensolvers
     edge_index, n = sparse_random_graph()
     k = 10
     forced, _ = run(edge_index, n, k, 'arpack', shift_invert=True)
@@ -329,7 +329,7 @@ def test_neuralsvd_without_tol_does_not_warn():
 
 
 def test_envelope_ratio_grows_like_sqrt_n_on_meshes_and_like_n_on_expanders():
-    from pyg_spectral.transforms.eigensolvers import MESH_ENVELOPE, envelope_ratio
+    from pyg_spectral.solvers.laplacian import MESH_ENVELOPE, envelope_ratio
 
     def ratio(edge_index, n):
         return envelope_ratio(sp.csr_matrix(dense_laplacian(edge_index, n).numpy()))

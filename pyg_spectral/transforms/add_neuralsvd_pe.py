@@ -16,11 +16,11 @@ from torch_geometric.transforms.add_positional_encoding import add_node_attr
 from torch_geometric.utils import remove_self_loops, scatter
 
 from ..operators import GraphOperator
-from .eigensolvers import (LaplacianProblem, NeuralSVDNoConvergence, check_solver_kwargs,
+from ..solvers.laplacian import (LaplacianProblem, NeuralSVDNoConvergence, check_solver_kwargs,
                            is_mesh_like, solve_arpack, solve_exact, solve_neuralsvd,
                            solver_kwargs_for)
 from .encoder import encoder_solve
-from .nullspace import NullSpace
+from ..operators.nullspace import NullSpace
 
 METHODS = ('auto', 'exact', 'neuralsvd', 'arpack')
 NORMALIZATIONS = {'sym': 'sym_laplacian', None: 'laplacian'}
@@ -125,11 +125,11 @@ class AddNeuralSVDPE(BaseTransform):
             :obj:`max_rounds` (default 8; 1 skips the probe for missed
             copies of repeated eigenvalues), :obj:`dtype` of the main round
             (default :obj:`None`: float32, kept where an error bound certifies
-            it, else float64; see :func:`~pyg_spectral.transforms.eigensolvers.solve_arpack`),
+            it, else float64; see :func:`~pyg_spectral.solvers.laplacian.solve_arpack`),
             :obj:`oversample`, and :obj:`shift_invert` (default :obj:`None`:
             shift-invert with one sparse LU for mesh-like graphs, plain
             Lanczos for the others, switching to shift-invert when it
-            stalls; see :func:`~pyg_spectral.transforms.eigensolvers.solve_arpack`).
+            stalls; see :func:`~pyg_spectral.solvers.laplacian.solve_arpack`).
     """
     EXACT_THRESHOLD: int = 256
     SPARSE_MIN_NODES: int = 64

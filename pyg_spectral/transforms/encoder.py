@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from ..losses import subspace_lora_loss
 from ..operators import DerivedOperator, GraphOperator, LinearOperator, ShiftedOperator
-from .eigensolvers import LaplacianProblem
-from .nullspace import DeflatedLaplacian
+from ..solvers.laplacian import LaplacianProblem
+from ..operators.nullspace import DeflatedLaplacian
 
 
 def chebyshev_filter(K: int, cutoff: float) -> Tensor:

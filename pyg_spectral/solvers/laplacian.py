@@ -3,7 +3,7 @@ by three solvers: batched dense :func:`torch.linalg.eigh` on padded blocks
 (small graphs), NeuralSVD (sparse, any device) and ARPACK (sparse, CPU).
 
 All work on :class:`LaplacianProblem`, the Laplacian of a batch with its
-zero eigenspace deflated (:class:`~pyg_spectral.transforms.nullspace.DeflatedLaplacian`),
+zero eigenspace deflated (:class:`~pyg_spectral.operators.nullspace.DeflatedLaplacian`),
 and return, for the graphs they are given, the :obj:`q[g]` smallest
 eigenpairs of the deflated Laplacian, i.e. the non-zero part of the spectrum.
 """
@@ -22,8 +22,8 @@ from scipy.sparse.linalg import ArpackNoConvergence, LinearOperator as ScipyOper
 from torch import Tensor
 
 from ..operators import GraphOperator
-from ..solvers import NeuralSVD
-from .nullspace import DeflatedLaplacian, NullSpace
+from ..operators.nullspace import DeflatedLaplacian, NullSpace
+from .neuralsvd import NeuralSVD
 
 
 @dataclass

@@ -20,7 +20,7 @@ from scipy.sparse.csgraph import connected_components
 from torch import Tensor
 from torch_geometric.utils import scatter
 
-from ..operators import DerivedOperator, LinearOperator
+from .base import DerivedOperator, LinearOperator
 
 
 @dataclass
