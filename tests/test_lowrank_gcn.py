@@ -2,8 +2,9 @@ import pytest
 import torch
 from graphs import grid_graph, path_graph
 
-from pyg_spectral.nn import AmortizedEigenbasis, LowRankGCNConv, eigen_loss
-from pyg_spectral.operators import GraphOperator
+from pyg_spectral.metrics import max_principal_sine
+from pyg_spectral.nn import AmortizedEigenbasis, LowRankGCNConv, amortized_eigh, eigen_loss
+from pyg_spectral.operators import COMPONENT_EIGENVALUE, GraphOperator, NullSpace
 
 
 def weighted_grid():
@@ -22,9 +23,9 @@ def _reverse(edge_index):
 
 
 def test_exact_conv_equals_spectral_formula_by_hand():
-    edge_index, w = weighted_grid()
+    edge_index, w = weighted_grid()  # connected: the component space is sqrt(d) alone
     x = torch.randn(20, 3, dtype=torch.float64)
-    conv = LowRankGCNConv(3, 2, k=5, basis='exact').double()
+    conv = LowRankGCNConv(3, 2, k=5, basis='exact', components=False).double()
     torch.nn.init.normal_(conv.bias)
     out = conv(x, edge_index, w)
 
@@ -34,19 +35,128 @@ def test_exact_conv_equals_spectral_formula_by_hand():
     expected = U @ torch.diag(lam) @ U.T @ x @ conv.lin.weight.T + conv.bias
     assert torch.allclose(out, expected, atol=1e-10)
     # full rank recovers GCN's propagation
-    full = LowRankGCNConv(3, 2, k=20, basis='exact', bias=False).double()
+    full = LowRankGCNConv(3, 2, k=20, basis='exact', bias=False, components=False).double()
+    assert torch.allclose(full(x, edge_index, w), A @ x @ full.lin.weight.T, atol=1e-10)
+    # with the component space: n - 1 learned directions are all of them
+    full = LowRankGCNConv(3, 2, k=19, basis='exact', bias=False).double()
     assert torch.allclose(full(x, edge_index, w), A @ x @ full.lin.weight.T, atol=1e-10)
 
 
-def test_amortized_conv_at_exact_eigenvectors_gives_the_same_output():
-    edge_index, w = weighted_grid()
-    x = torch.randn(20, 3, dtype=torch.float64)
-    exact = LowRankGCNConv(3, 2, k=5, basis='exact').double()
-    amortized = LowRankGCNConv(3, 2, k=5, basis='amortized', num_nodes=20).double()
-    amortized.lin.load_state_dict(exact.lin.state_dict())
-    op = exact.operator(edge_index, 20, w, torch.float64)
-    amortized.basis.warm_start(exact.basis(op)[0])
-    assert torch.allclose(amortized(x, edge_index, w), exact(x, edge_index, w), atol=1e-10)
+def components_and_random_part(seed: int = 0):
+    r"""Isolated nodes, small cliques and paths, and a 60-node random graph:
+    eigenvalue 1 of the GCN matrix repeats 9 times."""
+    g = torch.Generator().manual_seed(seed)
+    blocks, offset = [], 0
+    for size in (1, 1, 2, 3, 3, 4, 5, 5):
+        i, j = torch.triu_indices(size, size, 1)
+        blocks.append(torch.stack([i, j]) + offset)
+        offset += size
+    mask = torch.rand(60, 60, generator=g) < 0.08
+    i, j = torch.triu_indices(60, 60, 1)
+    keep = mask[i, j]
+    blocks.append(torch.stack([i[keep], j[keep]]) + offset)
+    ring = torch.arange(60) + offset  # connected random part
+    blocks.append(torch.stack([ring[:-1], ring[1:]]))
+    edge_index = torch.cat(blocks, 1)
+    n = offset + 60
+    weight = torch.rand(edge_index.size(1), generator=g, dtype=torch.float64) + 0.1
+    edge_index = torch.cat([edge_index, edge_index.flip(0)], 1)
+    return edge_index, torch.cat([weight, weight]), n
+
+
+def dense_reference(edge_index, weight, n, k):
+    A = GraphOperator.from_edge_index(edge_index, n, weight, kind='gcn',
+                                      dtype=torch.float64).to_dense()
+    vals, vecs = torch.linalg.eigh(A)
+    c = int((vals > 1 - 1e-9).sum())
+    return A, vecs[:, n - c:], vecs[:, n - c - k:n - c].flip(1), vals[n - c - k:n - c].flip(0)
+
+
+@pytest.mark.parametrize('kind', ['gcn', 'sym_adjacency', 'sym_laplacian', 'laplacian'])
+def test_component_space_is_the_repeated_eigenspace(kind):
+    edge_index, w, n = components_and_random_part()
+    op = GraphOperator.from_edge_index(edge_index, n, w, kind=kind, dtype=torch.float64)
+    null = NullSpace.of_operator(op)
+    vals, vecs = torch.linalg.eigh(op.to_dense())
+    target = COMPONENT_EIGENVALUE[kind]
+    at = (vals - target).abs() < 1e-9
+    # isolated nodes: eigenvalue 1 of GCN (a self-loop), not of the others
+    assert null.dim == int(at.sum()) == (9 if kind in ('gcn', 'laplacian') else 7)
+    basis = null.project(torch.eye(n, dtype=torch.float64))
+    assert max_principal_sine(torch.linalg.eigh(basis)[1][:, -null.dim:], vecs[:, at]) < 1e-10
+    X = torch.randn(n, 3, dtype=torch.float64)
+    assert torch.allclose(null.project(null.project(X)), null.project(X), atol=1e-12)
+    assert torch.allclose(op.matmul(null.project(X)), target * null.project(X), atol=1e-12)
+
+
+@pytest.mark.parametrize('method', ['eigh', 'eigsh'])
+def test_exact_basis_is_component_space_plus_top_k_of_the_rest(method):
+    edge_index, w, n = components_and_random_part()
+    k = 8
+    _, components, top, lam = dense_reference(edge_index, w, n, k)
+    conv = LowRankGCNConv(3, 2, k=k, basis='exact', method=method).double()
+    op, null = conv.graph(edge_index, n, w, torch.float64)
+    assert null.dim == components.size(1) == 9
+    U, values = conv.basis(op, null)
+    assert max_principal_sine(U, top) < 1e-4
+    assert torch.allclose(values, lam, atol=1e-8)
+    assert (U.T @ components).abs().max() < 1e-8
+
+
+def test_amortized_basis_converges_into_the_same_subspace():
+    edge_index, w, n = components_and_random_part()
+    k = 4
+    _, components, top, lam = dense_reference(edge_index, w, n, k)
+    torch.manual_seed(0)
+    conv = LowRankGCNConv(3, 2, k=k, num_nodes=n).double()
+    op, null = conv.graph(edge_index, n, w, torch.float64)
+    opt = torch.optim.Adam([conv.basis.weight], lr=1e-2)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 3000)
+    for _ in range(3000):
+        opt.zero_grad()
+        conv.basis(op, null)
+        conv.basis.eigen_loss().backward()
+        opt.step()
+        schedule.step()
+    U, values = conv.basis(op, null)
+    assert (U.T @ components).abs().max() < 1e-10  # in the complement at every step
+    assert max_principal_sine(U, top) < 0.05
+    assert torch.allclose(values, lam, atol=1e-3)
+
+
+def test_gradient_through_the_projection_matches_autograd():
+    from pyg_spectral.losses import eigen_loss_from_rayleigh
+    edge_index, w, n = components_and_random_part()
+    op = GraphOperator.from_edge_index(edge_index, n, w, kind='gcn', dtype=torch.float64)
+    null = NullSpace.of_operator(op)
+    state = torch.randn(n, 5, dtype=torch.float64, requires_grad=True)
+    amortized_eigh(op, state, null=null).loss.backward()
+    reference = state.detach().clone().requires_grad_()
+    Q, R = torch.linalg.qr(null.project_out(reference))
+    U = Q * torch.sign(torch.diagonal(R))  # any column signs: the loss is sign-free
+    eigen_loss_from_rayleigh((U * op.matmul(U)).sum(0), 'brockett', True, None).backward()
+    assert torch.allclose(state.grad, reference.grad, atol=1e-10)
+
+
+def test_layer_output_equals_the_formula_by_hand():
+    edge_index, w, n = components_and_random_part()
+    k = 6
+    A, components, top, lam = dense_reference(edge_index, w, n, k)
+    x = torch.randn(n, 3, dtype=torch.float64)
+    conv = LowRankGCNConv(3, 2, k=k, basis='exact', root_weight=True,
+                          response_degree=2).double()
+    with torch.no_grad():
+        conv.response.copy_(torch.tensor([0.1, 0.5, -0.3]))
+        conv.bias.normal_()
+    out = conv(x, edge_index, w)
+    g = lambda t: 0.1 + 0.5 * t - 0.3 * t ** 2  # noqa: E731
+    propagate = g(1.0) * components @ components.T + top @ torch.diag(g(lam)) @ top.T
+    expected = propagate @ x @ conv.lin.weight.T + x @ conv.lin_root.weight.T + conv.bias
+    assert torch.allclose(out, expected, atol=1e-8)
+    # the paper's plain top-k: here k directions inside the 9-fold eigenvalue 1
+    plain = LowRankGCNConv(3, 2, k=k, basis='exact', components=False, bias=False).double()
+    U, _ = plain.basis(*plain.graph(edge_index, n, w, torch.float64)[:1])
+    assert (U.T @ top).abs().max() < 1e-6
 
 
 def test_shared_basis_is_computed_once_and_trained_by_eigen_loss():
@@ -56,10 +166,11 @@ def test_shared_basis_is_computed_once_and_trained_by_eigen_loss():
     model = torch.nn.ModuleList([conv1, conv2])
     x = torch.randn(12, 4)
     h = conv1(x, edge_index).relu()
-    first = basis(basis.cached_operator)
+    graph = basis.cached_graph
+    first = basis(graph.operator, graph.null)
     out = conv2(h, edge_index)
-    assert basis(basis.cached_operator)[0] is first[0]  # one QR and one A U per step
-    assert conv1.basis.cached_operator is conv2.basis.cached_operator
+    assert basis.cached_graph is graph  # one matrix per graph
+    assert basis(graph.operator, graph.null)[0] is first[0]  # one QR and one A U per step
     loss = out.square().mean() + eigen_loss(model)
     loss.backward()
     assert basis.weight.grad is not None and basis.weight.grad.abs().sum() > 0
@@ -68,37 +179,74 @@ def test_shared_basis_is_computed_once_and_trained_by_eigen_loss():
         LowRankGCNConv(4, 8, 4, basis)
 
 
+@pytest.mark.parametrize('cached', [False, True])
+@pytest.mark.parametrize('basis', ['exact', 'amortized'])
+def test_a_changed_graph_is_never_ignored(cached, basis):
+    edge_index, w, n = components_and_random_part()
+    torch.manual_seed(0)
+    conv = LowRankGCNConv(3, 2, k=4, basis=basis, cached=cached, num_nodes=n).double()
+    x = torch.randn(n, 3, dtype=torch.float64)
+
+    def fresh(*graph):
+        other = LowRankGCNConv(3, 2, k=4, basis=basis, num_nodes=n).double()
+        other.load_state_dict(conv.state_dict())
+        return other(x, *graph)
+    conv(x, edge_index, w)
+    built = conv.basis.cached_graph
+    assert torch.equal(conv(x, edge_index.clone(), w.clone()), fresh(edge_index, w))
+    assert (conv.basis.cached_graph is built) == cached  # same content: reused only if cached
+    scale = torch.linspace(0.5, 2.0, w.numel() // 2, dtype=torch.float64)
+    new_w = w * torch.cat([scale, scale])  # symmetric: each edge and its reverse
+    assert torch.allclose(conv(x, edge_index, new_w), fresh(edge_index, new_w), atol=1e-8)
+    w.mul_(3.0).add_(0.5)  # in place: the same tensor object, another graph
+    assert torch.allclose(conv(x, edge_index, w), fresh(edge_index, w), atol=1e-8)
+    other_edges = edge_index[:, torch.randperm(edge_index.size(1))[:-40]]
+    other_edges = torch.cat([other_edges, other_edges.flip(0)], 1).unique(dim=1)
+    assert torch.allclose(conv(x, other_edges), fresh(other_edges), atol=1e-8)
+
+
+def test_k_beyond_the_complement_is_a_clear_error():
+    edge_index, w, n = components_and_random_part()  # 84 nodes, 9 components
+    with pytest.raises(ValueError, match='k=76 exceeds the 75 directions'):
+        LowRankGCNConv(3, 2, k=76, basis='exact')(torch.randn(n, 3), edge_index)
+    with pytest.raises(ValueError, match='k=76 exceeds the 75 directions'):
+        LowRankGCNConv(3, 2, k=76, num_nodes=n)(torch.randn(n, 3), edge_index)
+    assert LowRankGCNConv(3, 2, k=76, components=False, num_nodes=n)(
+        torch.randn(n, 3), edge_index).shape == (n, 2)
+
+
 def test_graph_size_changes():
     conv = LowRankGCNConv(2, 2, k=2, basis='exact')
-    conv(torch.randn(10, 2), path_graph(10))
-    with pytest.raises(ValueError, match='10 nodes but got x with 8'):
-        conv(torch.randn(8, 2), path_graph(8))
-    conv.reset_parameters()  # forgets the graph
-    assert conv(torch.randn(8, 2), path_graph(8)).shape == (8, 2)
-
-    uncached = LowRankGCNConv(2, 2, k=2, basis='exact', cached=False)
-    for n in (10, 7):
-        assert uncached(torch.randn(n, 2), path_graph(n)).shape == (n, 2)
-    amortized = LowRankGCNConv(2, 2, k=2, cached=False, num_nodes=10)
+    for n in (10, 7):  # the exact basis is solved again for the new graph
+        assert conv(torch.randn(n, 2), path_graph(n)).shape == (n, 2)
+    amortized = LowRankGCNConv(2, 2, k=2, num_nodes=10)
     amortized(torch.randn(10, 2), path_graph(10))
     with pytest.raises(ValueError, match='tied to one graph size'):
         amortized(torch.randn(7, 2), path_graph(7))
 
 
-def test_reset_repr_and_bad_basis():
+def test_reset_repr_and_bad_arguments():
     conv = LowRankGCNConv(16, 7, k=4)
     assert repr(conv) == "LowRankGCNConv(16, 7, k=4, basis='amortized')"
-    assert 'exact' in repr(LowRankGCNConv(16, 7, basis='exact'))
+    assert repr(LowRankGCNConv(16, 7, basis='exact', components=False, root_weight=True,
+                               response_degree=3)) == (
+        "LowRankGCNConv(16, 7, k=16, basis='exact', components=False, root_weight=True, "
+        "response_degree=3)")
     with pytest.raises(ValueError, match='basis must be'):
         LowRankGCNConv(2, 2, basis='eigh')
     with pytest.raises(ValueError, match='exceeds num_nodes'):
         LowRankGCNConv(2, 2, k=5, num_nodes=4)
-    conv = LowRankGCNConv(3, 2, k=2, num_nodes=10)
+    with pytest.raises(ValueError, match='response_degree'):
+        LowRankGCNConv(2, 2, response_degree=-1)
+    conv = LowRankGCNConv(3, 2, k=2, num_nodes=10, response_degree=1)
     conv(torch.randn(10, 3), path_graph(10))
     before = conv.basis.weight.detach().clone()
+    with torch.no_grad():
+        conv.response.fill_(7.0)
     conv.reset_parameters()
-    assert conv.basis.cached_operator is None
+    assert conv.basis.cached_graph is None
     assert not torch.equal(before, conv.basis.weight)
+    assert conv.response.tolist() == [0.0, 1.0]
 
 
 def test_bench_models_run(cora):

@@ -29,7 +29,8 @@ from torch.nn.parameter import UninitializedParameter
 from ..losses.eigen_losses import (EIGEN_LOSSES, check_brockett_weights,
                                    eigen_loss_from_rayleigh)
 from ..linalg import canonical_signs, signed_qr
-from ..operators import LinearOperator
+from ..operators import COMPONENT_EIGENVALUE, GraphOperator, LinearOperator, NullSpace
+from ..solvers.laplacian import DENSE_NODES, nontrivial_eigenpairs
 from .eigen_loss import EigenLossModule
 
 Matrix = Tensor | LinearOperator
@@ -118,6 +119,19 @@ def _check_state(state: Tensor, rows: int, k: int | None, name: str = 'state') -
                          f"learning rate or the eigen-loss weight, or re-initialise it")
 
 
+def _check_complement(null: NullSpace | None, n: int, k: int) -> None:
+    if null is None:
+        return
+    if not isinstance(null, NullSpace):
+        raise TypeError(f"null must be a NullSpace, got {type(null).__name__}")
+    if null.basis.size(0) != n:
+        raise ValueError(f"null has {null.basis.size(0)} nodes but the matrix has {n} rows")
+    if k > n - null.dim:
+        raise ValueError(f"k={k} exceeds the {n - null.dim} directions left next to the "
+                         f"{null.dim}-dimensional component space of a {n}-node graph; "
+                         f"lower k")
+
+
 def _all_finite(x: Tensor) -> bool:
     # one sum instead of an elementwise test: NaN and +-inf all propagate
     return bool(torch.isfinite(x.detach().sum()))
@@ -136,6 +150,7 @@ def amortized_eigh(
     largest: bool = True,
     loss: str = 'brockett',
     weights: Tensor | None = None,
+    null: NullSpace | None = None,
 ) -> AmortizedEigh:
     r"""One amortized step of the eigendecomposition of a symmetric matrix.
 
@@ -149,6 +164,12 @@ def amortized_eigh(
         largest: top-k (:obj:`True`) or bottom-k eigenpairs.
         loss: eigen-loss, one of :obj:`'brockett'`, :obj:`'convex'`, :obj:`'trace'`.
         weights: Brockett's :math:`N`, :obj:`[k]` strictly decreasing.
+        null: a known eigenspace of :obj:`A` at the wanted end (e.g. the
+            component space of a graph matrix,
+            :meth:`~pyg_spectral.operators.NullSpace.of_operator`): the basis
+            is learned in its orthogonal complement, :math:`U =
+            \mathrm{QR}((I - P_0) W)`, so it holds the :obj:`k` eigenvectors
+            that follow that space.
 
     Returns:
         :obj:`(eigenvalues [k], eigenvectors [n, k], loss)`; add :obj:`loss`
@@ -156,11 +177,13 @@ def amortized_eigh(
     """
     n = _square_size(A)
     _check_state(state, n, k)
-    U, R = signed_qr(state)
+    _check_complement(null, n, state.size(1))
+    W = state if null is None else null.project_out(state)
+    U, R = signed_qr(W)
     AU = _apply(A, U)
     _check_finite_product(AU, 'A')
     eigenvalues = (U * AU).sum(0)
-    rayleigh = _RayleighOfQR.apply(state, U, R, AU.detach(), eigenvalues.detach())
+    rayleigh = _RayleighOfQR.apply(W, U, R, AU.detach(), eigenvalues.detach())
     return AmortizedEigh(eigenvalues, U, eigen_loss_from_rayleigh(rayleigh, loss, largest, weights))
 
 
@@ -213,6 +236,7 @@ def exact_eigh(
     largest: bool = True,
     method: str = 'eigh',
     init: Tensor | None = None,
+    null: NullSpace | None = None,
 ) -> tuple[Tensor, Tensor]:
     r"""Exact top-k (or bottom-k) eigenpairs, for comparison with the
     amortized ones: :obj:`'eigh'` (dense :func:`torch.linalg.eigh`),
@@ -220,12 +244,31 @@ def exact_eigh(
     from :obj:`init` :obj:`[n, k]` when given) or :obj:`'eigsh'` (SciPy's
     Lanczos, in float64 on the CPU, relative tolerance 1e-8). Returns
     :obj:`(eigenvalues [k], eigenvectors [n, k])`, ordered from the wanted
-    end, with :func:`canonical_signs`. No gradient."""
+    end, with :func:`canonical_signs`. No gradient.
+
+    With :obj:`null` (the component space of a :class:`GraphOperator`
+    :obj:`A`, at the wanted end) the :obj:`k` pairs next to it are returned,
+    by :func:`~pyg_spectral.solvers.laplacian.nontrivial_eigenpairs`
+    (:obj:`'eigh'` or :obj:`'eigsh'`, right on repeated eigenvalues)."""
     n = _square_size(A)
     if method not in EXACT_METHODS:
         raise ValueError(f"method must be one of {EXACT_METHODS}, got {method!r}")
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}], got {k}")
+    if null is not None:
+        _check_complement(null, n, k)
+        if not isinstance(A, GraphOperator):
+            raise TypeError("null needs A to be a GraphOperator (its components are read "
+                            f"off the graph), got {type(A).__name__}")
+        if method == 'lobpcg':
+            raise ValueError("method='lobpcg' cannot deflate the component space; use "
+                             "'eigh' or 'eigsh'")
+        if largest != (COMPONENT_EIGENVALUE.get(A.kind) == 1.0):
+            raise ValueError(f"the component space of kind={A.kind!r} is not at the "
+                             f"{'top' if largest else 'bottom'} of its spectrum; pass "
+                             f"largest={not largest} or null=None")
+        vecs, vals = nontrivial_eigenpairs(A, null, k, method)
+        return vals, canonical_signs(vecs)
     with torch.no_grad():
         if method == 'lobpcg' and n < 3 * k:
             method = 'eigh'  # torch.lobpcg needs n >= 3k
@@ -286,7 +329,9 @@ class AmortizedEigenbasis(EigenLossModule):
         method: exact solver, :obj:`'eigh'`, :obj:`'lobpcg'` (warm-started
             from the previous basis) or :obj:`'eigsh'` (CPU); :obj:`None` picks
             :obj:`'eigh'` up to 2048 rows, above it :obj:`'eigsh'` on CPU and
-            :obj:`'lobpcg'` elsewhere.
+            :obj:`'lobpcg'` elsewhere; next to a component space (a
+            :obj:`null` passed to :meth:`forward`) :obj:`'eigh'` up to
+            :obj:`DENSE_NODES` rows, above it :obj:`'eigsh'`.
     """
 
     def __init__(
@@ -321,8 +366,8 @@ class AmortizedEigenbasis(EigenLossModule):
             self.weight = UninitializedParameter()
         else:
             self.weight = nn.Parameter(torch.empty(num_nodes, k))
-        # the graph this basis diagonalises, shared by the layers that use it
-        self.cached_operator: Matrix | None = None
+        # the graph this basis diagonalises, set and read by the layers that share it
+        self.cached_graph: object | None = None
         self._memo: tuple | None = None
         self._last: AmortizedEigh | None = None
         self._previous: Tensor | None = None
@@ -331,7 +376,7 @@ class AmortizedEigenbasis(EigenLossModule):
 
     def reset_parameters(self) -> None:
         self._memo = self._last = self._previous = self._exact_for = None
-        self.cached_operator = None
+        self.cached_graph = None
         if self.weight is not None and not isinstance(self.weight, UninitializedParameter):
             self._init_weight()
 
@@ -356,11 +401,14 @@ class AmortizedEigenbasis(EigenLossModule):
         self._memo = None
         return self
 
-    def forward(self, operator: Matrix) -> tuple[Tensor, Tensor]:
+    def forward(self, operator: Matrix, null: NullSpace | None = None) -> tuple[Tensor, Tensor]:
         r"""Returns :obj:`(U [n, k], eigenvalues [k])` of :obj:`operator` (a
         symmetric :class:`~pyg_spectral.operators.LinearOperator` or a dense
-        symmetric tensor). Layers sharing this basis on the same operator in
-        one step share one computation."""
+        symmetric tensor). With :obj:`null`, a known eigenspace at the wanted
+        end (:meth:`~pyg_spectral.operators.NullSpace.of_operator`), the
+        :obj:`k` eigenpairs next to it, learned in its orthogonal complement.
+        Layers sharing this basis on the same operator in one step share one
+        computation."""
         n = _square_size(operator, 'operator')
         if self.num_nodes is not None and n != self.num_nodes and not self.exact:
             raise ValueError(f"this AmortizedEigenbasis was built for num_nodes="
@@ -368,20 +416,22 @@ class AmortizedEigenbasis(EigenLossModule):
                              f"learned basis is tied to one graph size")
         if self.k > n:
             raise ValueError(f"k={self.k} exceeds the operator size {n}")
+        _check_complement(null, n, self.k)
         version = None if self.exact else self._materialize(operator)._version
         key = (version, torch.is_grad_enabled())
-        if self._memo is not None and self._memo[0] is operator and self._memo[1] == key:
-            return self._memo[2]
+        if (self._memo is not None and self._memo[0] is operator and self._memo[1] is null
+                and self._memo[2] == key):
+            return self._memo[3]
         if self.exact:
-            U = self._exact_basis(operator, n)
+            U = self._exact_basis(operator, n, null)
             AU = _apply(operator, U)
             _check_finite_product(AU, 'operator')
             out = (U, (U * AU).sum(0))
         else:
             self._last = amortized_eigh(operator, self.weight, self.k, self.largest,
-                                        self.loss, self.brockett_n)
+                                        self.loss, self.brockett_n, null)
             out = (self._last.eigenvectors, self._last.eigenvalues)
-        self._memo = (operator, key, out)
+        self._memo = (operator, null, key, out)
         return out
 
     def _materialize(self, operator: Matrix) -> Tensor:
@@ -392,9 +442,14 @@ class AmortizedEigenbasis(EigenLossModule):
             self._init_weight()
         return self.weight
 
-    def _exact_basis(self, operator: Matrix, n: int) -> Tensor:
+    def _exact_basis(self, operator: Matrix, n: int, null: NullSpace | None) -> Tensor:
         # solved once per operator; the previous basis warm-starts lobpcg/eigsh
         if self._exact_for is operator:
+            return self._previous
+        if null is not None:
+            method = self.method or ('eigh' if n <= DENSE_NODES else 'eigsh')
+            self._previous = exact_eigh(operator, self.k, self.largest, method, null=null)[1]
+            self._exact_for = operator
             return self._previous
         method = self.method or ('eigh' if n <= 2048 else
                                  'eigsh' if operator.device.type == 'cpu' else 'lobpcg')

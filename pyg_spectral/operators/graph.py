@@ -98,15 +98,22 @@ class GraphOperator(LinearOperator):
         kind: one of :obj:`KINDS`.
         bounds: safe :obj:`(lower, upper)` eigenvalue bounds (singular-value
             bounds for :obj:`'rw'`).
+        degree: :obj:`[n]` the degrees that normalised the matrix
+            (:math:`\hat d` for :obj:`'gcn'`, :math:`d` for :obj:`'sym_adjacency'`
+            and :obj:`'sym_laplacian'`), :obj:`None` for the other kinds; the
+            closed-form eigenvectors of :class:`~pyg_spectral.operators.NullSpace`
+            are built from them.
     """
 
-    def __init__(self, matrix: Tensor, kind: str, bounds: tuple[float, float]) -> None:
+    def __init__(self, matrix: Tensor, kind: str, bounds: tuple[float, float],
+                 degree: Tensor | None = None) -> None:
         if matrix.layout != torch.sparse_csr:
             raise TypeError(f"matrix must be a sparse CSR tensor, got layout {matrix.layout}")
         self.matrix = matrix
         self.kind = kind
         self.shape = tuple(matrix.shape)
         self.is_symmetric = kind in SYMMETRIC_KINDS
+        self.degree = degree
         self._bounds = bounds
         self._transpose: Tensor | None = None
 
@@ -149,6 +156,7 @@ class GraphOperator(LinearOperator):
             raise ValueError(f"edge_weight has negative entries, which kind={kind!r} "
                              f"does not allow (degrees must be non-negative)")
         row, col = edge_index
+        degree = None
         if kind == 'adjacency':
             absdeg = scatter(edge_weight.abs(), row, 0, dim_size=num_nodes, reduce='sum')
             radius = float(absdeg.max()) if num_nodes else 0.0
@@ -159,11 +167,11 @@ class GraphOperator(LinearOperator):
             d = scatter(edge_weight, col, 0, dim_size=num_nodes, reduce='sum')
             dinv = d.pow(-0.5).masked_fill_(d == 0, 0)
             edge_weight = dinv[row] * edge_weight * dinv[col]
-            bounds = (-1.0, 1.0)
+            bounds, degree = (-1.0, 1.0), d
         elif kind == 'sym_adjacency':
             dinv = deg.pow(-0.5).masked_fill_(deg == 0, 0)
             edge_weight = dinv[row] * edge_weight * dinv[col]
-            bounds = (-1.0, 1.0)
+            bounds, degree = (-1.0, 1.0), deg
         elif kind in ('laplacian', 'sym_laplacian'):
             # as torch_geometric.utils.get_laplacian: self-loops dropped, an
             # isolated node gets L_ii = 1 under 'sym', 0 otherwise
@@ -179,11 +187,11 @@ class GraphOperator(LinearOperator):
             else:
                 dinv = deg.pow(-0.5).masked_fill_(deg == 0, 0)
                 diagonal, off_diagonal = torch.ones_like(deg), -dinv[row] * edge_weight * dinv[col]
-                bounds = (0.0, 2.0)
+                bounds, degree = (0.0, 2.0), deg
             with warnings.catch_warnings():
                 warnings.filterwarnings('ignore', message='Sparse (CSR tensor support|invariant checks)')
                 matrix = _laplacian_csr(edge_index, off_diagonal, diagonal, num_nodes)
-            return cls(matrix, kind, bounds)
+            return cls(matrix, kind, bounds, degree)
         else:  # rw
             dinv = deg.reciprocal().masked_fill_(deg == 0, 0)
             edge_weight = dinv[row] * edge_weight
@@ -196,7 +204,7 @@ class GraphOperator(LinearOperator):
             # gcn added self-loops out of order; the other kinds are coalesced
             matrix = to_torch_csr_tensor(edge_index, edge_weight, size=(num_nodes, num_nodes),
                                          is_coalesced=kind != 'gcn')
-        return cls(matrix, kind, bounds)
+        return cls(matrix, kind, bounds, degree)
 
     @property
     def num_nodes(self) -> int:
@@ -211,7 +219,9 @@ class GraphOperator(LinearOperator):
         return self.matrix.dtype
 
     def to(self, device=None, dtype=None) -> 'GraphOperator':
-        return GraphOperator(self.matrix.to(device=device, dtype=dtype), self.kind, self._bounds)
+        degree = None if self.degree is None else self.degree.to(device=device, dtype=dtype)
+        return GraphOperator(self.matrix.to(device=device, dtype=dtype), self.kind, self._bounds,
+                             degree)
 
     def matmul(self, X: Tensor) -> Tensor:
         self.check_block(X)

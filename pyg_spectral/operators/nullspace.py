@@ -1,4 +1,4 @@
-"""The zero eigenspace of a graph Laplacian in closed form, and an operator
+r"""The zero eigenspace of a graph Laplacian in closed form, and an operator
 that moves it out of the way of an eigensolver.
 
 With :math:`c` connected components the Laplacian's zero eigenvalue repeats
@@ -8,6 +8,13 @@ and silently return only part of it; here it is never solved for: it is
 spanned by one known vector per component, :math:`D^{1/2} 1_C` (normalised
 Laplacian) or :math:`1_C` (combinatorial), and the solvers work on the
 Laplacian with that span shifted above the rest of the spectrum.
+
+The same space is the eigenvalue-1 eigenspace, the top of the spectrum, of
+the normalised adjacencies :math:`D^{-1/2} A D^{-1/2} = I - L_{sym}` and
+:math:`\hat D^{-1/2}(A + I)\hat D^{-1/2}` (GCN, the normalised Laplacian of
+the graph with self-loops), which is why a rank-k spectral layer on a graph
+of many components (Cora: 78) sees nothing but component indicators unless it
+takes this space apart (:meth:`NullSpace.of_operator`).
 """
 from __future__ import annotations
 
@@ -21,11 +28,16 @@ from torch import Tensor
 from torch_geometric.utils import scatter
 
 from .base import DerivedOperator, LinearOperator
+from .graph import GraphOperator
+
+# the eigenvalue of the component space of each kind of graph matrix
+COMPONENT_EIGENVALUE = {'gcn': 1.0, 'sym_adjacency': 1.0, 'sym_laplacian': 0.0, 'laplacian': 0.0}
 
 
 @dataclass
 class NullSpace:
-    r"""The zero eigenspace of the Laplacian of one graph or of a batch.
+    r"""The zero eigenspace of the Laplacian of one graph or of a batch
+    (equivalently, the eigenvalue-1 eigenspace of a normalised adjacency).
 
     Attributes:
         labels: :obj:`[n]` connected component of every node.
@@ -53,6 +65,11 @@ class NullSpace:
     def num_components(self) -> int:
         return self.volume.numel()
 
+    @property
+    def dim(self) -> int:
+        r"""The dimension of the space (components with a non-zero volume)."""
+        return int(self.count.sum())
+
     @classmethod
     def of_graph(cls, edge_index: Tensor, edge_weight: Tensor, num_nodes: int,
                  batch: Tensor, num_graphs: int, normalization: str | None) -> 'NullSpace':
@@ -60,17 +77,46 @@ class NullSpace:
         graph given by a self-loop-free, non-negatively weighted
         :obj:`edge_index`; :obj:`batch` :obj:`[n]` says which graph each node
         belongs to (components never cross graphs)."""
-        device, dtype = edge_weight.device, edge_weight.dtype
         keep = edge_weight != 0
         row, col = edge_index[:, keep].cpu().numpy()
         adj = sp.coo_matrix((np.ones(row.size), (row, col)), shape=(num_nodes, num_nodes))
-        c, labels_np = connected_components(adj, directed=False)
-        labels = torch.from_numpy(labels_np).to(device=device, dtype=torch.long)
-
         if normalization == 'sym':
             mass = scatter(edge_weight, edge_index[0], 0, dim_size=num_nodes, reduce='sum')
         else:
-            mass = torch.ones(num_nodes, device=device, dtype=dtype)
+            mass = torch.ones(num_nodes, device=edge_weight.device, dtype=edge_weight.dtype)
+        return cls._of_components(adj, mass, batch, num_graphs)
+
+    @classmethod
+    def of_operator(cls, operator: GraphOperator) -> 'NullSpace':
+        r"""The component space of a symmetric graph matrix, read off its CSR
+        structure and the degrees that normalised it, in :math:`O(n + m)`:
+        the eigenvalue-1 eigenspace (the top of the spectrum) of
+        :obj:`'gcn'` and :obj:`'sym_adjacency'`, the zero eigenspace (the
+        bottom) of :obj:`'sym_laplacian'` and :obj:`'laplacian'`
+        (:obj:`COMPONENT_EIGENVALUE`)."""
+        if not isinstance(operator, GraphOperator):
+            raise TypeError(f"operator must be a GraphOperator, got {type(operator).__name__}")
+        if operator.kind not in COMPONENT_EIGENVALUE:
+            raise ValueError(f"the components give no eigenvectors of kind={operator.kind!r} "
+                             f"in closed form; use one of {tuple(COMPONENT_EIGENVALUE)}")
+        M = operator.matrix.detach()
+        n = operator.num_nodes
+        values = M.values().cpu().numpy()
+        adj = sp.csr_matrix((values != 0, M.col_indices().cpu().numpy(),
+                             M.crow_indices().cpu().numpy()), shape=(n, n))
+        adj.eliminate_zeros()
+        mass = torch.ones(n, device=M.device, dtype=M.dtype) if operator.kind == 'laplacian' \
+            else operator.degree.to(M.dtype)
+        batch = torch.zeros(n, dtype=torch.long, device=M.device)
+        return cls._of_components(adj, mass, batch, 1)
+
+    @classmethod
+    def _of_components(cls, adj: sp.spmatrix, mass: Tensor, batch: Tensor,
+                       num_graphs: int) -> 'NullSpace':
+        device, dtype = mass.device, mass.dtype
+        num_nodes = mass.numel()
+        c, labels_np = connected_components(adj, directed=False)
+        labels = torch.from_numpy(labels_np).to(device=device, dtype=torch.long)
         volume = scatter(mass, labels, 0, dim_size=c, reduce='sum')
         size = scatter(torch.ones_like(mass), labels, 0, dim_size=c, reduce='sum')
         first = scatter(torch.arange(num_nodes, device=device), labels, 0, dim_size=c, reduce='min')
@@ -92,6 +138,22 @@ class NullSpace:
         sqrt_mass = mass.sqrt()
         basis = sqrt_mass / volume.clamp_min(torch.finfo(dtype).tiny).sqrt()[labels]
         return cls(labels, graph_of_component, rank, basis, sqrt_mass, volume, count)
+
+    def project(self, X: Tensor) -> Tensor:
+        r""":math:`P_0 X` for :obj:`X` :obj:`[n, k]`: the orthogonal projection
+        onto the space, two scatters over the nodes (differentiable)."""
+        u, labels = self.basis[:, None].to(X.dtype), self.labels
+        coef = scatter(u * X, labels, 0, dim_size=self.num_components, reduce='sum')
+        return u * coef[labels]
+
+    def project_out(self, X: Tensor) -> Tensor:
+        r""":math:`(I - P_0) X` for :obj:`X` :obj:`[n, k]`."""
+        return X - self.project(X)
+
+    def to(self, device=None, dtype=None) -> 'NullSpace':
+        def move(t: Tensor) -> Tensor:
+            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
+        return NullSpace(*(move(getattr(self, f)) for f in NullSpace.__dataclass_fields__))
 
     def contrasts(self, k: int, batch: Tensor) -> Tensor:
         r"""An orthonormal basis :obj:`[n, k]` of each graph's zero eigenspace
@@ -146,21 +208,17 @@ class DeflatedLaplacian(DerivedOperator):
 
     def project(self, X: Tensor) -> Tensor:
         r""":math:`P_0 X` for :obj:`X` :obj:`[n, k]`."""
-        u, labels = self.null.basis[:, None], self.null.labels
-        coef = scatter(u * X, labels, 0, dim_size=self.null.num_components, reduce='sum')
-        return u * coef[labels]
+        return self.null.project(X)
 
     def matmul(self, X: Tensor) -> Tensor:
-        return self.laplacian.matmul(X) + self.shift * self.project(X)
+        return self.laplacian.matmul(X) + self.shift * self.null.project(X)
 
     def spectral_bounds(self) -> tuple[float, float]:
         return 0.0, max(self.laplacian.spectral_bounds()[1], self.shift)
 
     def to(self, device=None, dtype=None) -> 'DeflatedLaplacian':
-        def move(t: Tensor) -> Tensor:
-            return t.to(device=device, dtype=dtype if t.is_floating_point() else None)
-        null = NullSpace(*(move(getattr(self.null, f)) for f in NullSpace.__dataclass_fields__))
-        return DeflatedLaplacian(self.laplacian.to(device, dtype), null, self.shift)
+        return DeflatedLaplacian(self.laplacian.to(device, dtype), self.null.to(device, dtype),
+                                 self.shift)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}({self.laplacian!r}, '
