@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
+from ..io import digest
 from ..losses import NestedLoRA
 from ..operators.base import LoRATerms, weighted_mean
 from ..operators.sampling import SampledOperator
@@ -207,16 +208,18 @@ class SampledNeuralSVD:
         losses: list[float] = []
         start = 0
         if checkpoint is not None and resume and Path(checkpoint).is_file():
-            start = self._restore(checkpoint, steps, models, ema, opt, schedule, generator, losses)
+            start = self._restore(checkpoint, steps, operator, models, ema, opt, schedule,
+                                  generator, losses)
 
         last_saved = start if start > 0 else None
+        config = self._config(steps, operator) if checkpoint is not None else None
 
         def save(step: int) -> None:
             nonlocal last_saved
             if checkpoint is not None:
                 last_saved = step
                 save_checkpoint(checkpoint, {
-                    'config': self._config(steps), 'step': step, 'loss_history': list(losses),
+                    'config': config, 'step': step, 'loss_history': list(losses),
                     'models': models.state_dict(), 'ema': None if ema is None else ema.state_dict(),
                     'optimizer': opt.state_dict(), 'schedule': schedule.state_dict(),
                     'generator': generator.get_state(), 'rng': rng_state()})
@@ -320,21 +323,44 @@ class SampledNeuralSVD:
             ng = weighted_mean(terms.g.pow(2), terms.weight_g)
             return terms.cross / (nf * ng).sqrt().clamp_min(tiny)
 
-    def _config(self, steps: int) -> dict:
+    def _config(self, steps: int, operator: SampledOperator) -> dict:
+        r"""Every setting that shapes the trajectory of a fit: a checkpoint
+        resumes only a fit whose settings are all equal (the operator by
+        :func:`~pyg_spectral.io.digest` of its content)."""
         return {'k': self.k, 'nesting': self.nesting, 'optimizer': self.optimizer, 'lr': self.lr,
                 'batch_size': self.batch_size, 'ema_decay': self.ema_decay, 'seed': self.seed,
-                'steps': steps}
+                'steps': steps, 'warmup_steps': self.warmup_steps,
+                'min_lr_ratio': self.min_lr_ratio, 'grad_clip': self.grad_clip,
+                'split_batch': self.loss.split_batch,
+                'level_weights': self.loss.operator_weights.tolist(),  # their tail sums
+                'operator': f'{type(operator).__name__} {digest(operator)}'}
 
-    def _restore(self, path, steps, models, ema, opt, schedule, generator, losses) -> int:
+    def _restore(self, path, steps, operator, models, ema, opt, schedule, generator,
+                 losses) -> int:
         state = load_checkpoint(path, map_location='cpu')
-        if state['config'] != self._config(steps):
-            raise ValueError(f"checkpoint '{path}' was written by a different fit "
-                             f"({state['config']}) than this one ({self._config(steps)}); "
+        keys = ('config', 'step', 'loss_history', 'models', 'ema', 'optimizer', 'schedule',
+                'generator', 'rng')
+        if not isinstance(state, dict) or any(key not in state for key in keys):
+            raise ValueError(f"checkpoint '{path}' is not a SampledNeuralSVD checkpoint; "
                              f"pass resume=False or another path")
-        models.load_state_dict(state['models'])
-        if ema is not None:
-            ema.load_state_dict(state['ema'])
-        opt.load_state_dict(state['optimizer'])
+        config = self._config(steps, operator)
+        saved = state['config'] if isinstance(state['config'], dict) else {}
+        differ = [key for key in config if saved.get(key, '<absent>') != config[key]]
+        if differ:
+            what = ', '.join(f"{key}={saved.get(key, '<absent>')!r} there, {config[key]!r} "
+                             f"here" for key in differ)
+            raise ValueError(f"checkpoint '{path}' was written by a different fit ({what}); "
+                             f"resuming would mix two problems: pass resume=False to start "
+                             f"afresh or another checkpoint path")
+        try:
+            models.load_state_dict(state['models'])
+            if ema is not None:
+                ema.load_state_dict(state['ema'])
+            opt.load_state_dict(state['optimizer'])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise ValueError(f"checkpoint '{path}' does not fit this model (another "
+                             f"architecture?): {str(error).splitlines()[0]}; pass "
+                             f"resume=False or another path") from error
         schedule.load_state_dict(state['schedule'])
         generator.set_state(state['generator'])
         set_rng_state(state['rng'])
