@@ -307,3 +307,202 @@ def test_checkpoint_of_another_architecture_is_named(tmp_path):
     model = EigenfunctionMLP(2, 3, hidden_channels=12, num_layers=1, fourier_features=4)
     with pytest.raises(ValueError, match=rf"checkpoint '{path}' does not fit this model"):
         fit(op, model, solver, path)
+
+
+# ------------------------------------------- NeuralSVD: converged and tol
+def log_weighted_graph(n=60, seed=0):
+    r"""An Erdos-Renyi graph with weights spread over 1e-6..1e6: the low
+    end of its Laplacian is tiny next to the spectral bound."""
+    from torch_geometric.utils import erdos_renyi_graph, to_undirected
+    torch.manual_seed(seed)
+    ei = erdos_renyi_graph(n, 0.1)
+    ei = ei[:, ei[0] < ei[1]]
+    w = 10 ** (torch.rand(ei.size(1)) * 12 - 6)
+    return to_undirected(ei, w) + (n,)
+
+
+@pytest.mark.parametrize('case', ['weighted', 'path2000'])
+def test_fit_without_tol_warns_when_the_result_is_wrong(case):
+    from pyg_spectral import GraphOperator, NeuralSVD
+    if case == 'weighted':
+        ei, w, n = log_weighted_graph()
+        op = GraphOperator.from_edge_index(ei, n, w, kind='laplacian')
+    else:
+        n = 2000
+        op = GraphOperator.from_edge_index(path_graph(n), n, kind='laplacian')
+    with pytest.warns(RuntimeWarning, match='did not reach the default accuracy within '
+                                            'steps=2000: a subspace sine bound'):
+        res = NeuralSVD(4).fit(op, largest=False, progress=False)
+    assert not res.converged and res.sine_bound > 1e-2
+    # the warning is deserved: the pairs are far from the true bottom four
+    values, vectors = torch.linalg.eigh(op.to(dtype=torch.float64).to_dense())
+    assert (res.eigenvalues.double() - values[:4]).abs().max() > 0.5 * values[:4].abs().max()
+    assert max_principal_sine(res.eigenvectors, vectors[:, :4]) > 0.1
+
+
+@pytest.mark.parametrize('kind,largest', [('sym_laplacian', False), ('gcn', True),
+                                          ('laplacian', True)])
+def test_fit_without_tol_reports_converged_when_accurate(kind, largest):
+    from pyg_spectral import GraphOperator, NeuralSVD
+    from torch_geometric.utils import stochastic_blockmodel_graph
+    torch.manual_seed(0)
+    ei = stochastic_blockmodel_graph([40, 50, 60], torch.full((3, 3), 0.02).fill_diagonal_(0.3))
+    op = GraphOperator.from_edge_index(ei, 150, kind=kind)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        res = NeuralSVD(3).fit(op, largest=largest, steps=1500, progress=False)
+    assert res.converged and res.sine_bound <= 1e-2 and res.residual < 1e-4
+    values, vectors = torch.linalg.eigh(op.to(dtype=torch.float64).to_dense())
+    if largest:
+        values, vectors = values.flip(0), vectors.flip(1)
+    assert max_principal_sine(res.eigenvectors, vectors[:, :3]) <= max(res.sine_bound, 1e-4)
+    assert (res.eigenvalues.double() - values[:3]).abs().max() < 1e-4 * values.abs().max()
+
+
+def test_fit_certifies_a_repeated_eigenvalue_split_by_k_as_a_whole():
+    r"""On a cycle k=2 cuts the pair of the second eigenvalue: no gap after
+    the k-th, yet the pairs are right and the fit says so."""
+    from pyg_spectral import GraphOperator, NeuralSVD
+    n = 30
+    op = GraphOperator.from_edge_index(cycle_graph(n), n, kind='laplacian')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        res = NeuralSVD(2).fit(op, largest=False, steps=1500, progress=False)
+    assert res.converged
+    expected = 2 - 2 * torch.cos(2 * torch.pi * torch.tensor([0.0, 1.0], dtype=torch.float64) / n)
+    assert (res.eigenvalues.double() - expected).abs().max() < 1e-5
+    L = op.to(dtype=torch.float64).to_dense()
+    V = res.eigenvectors.double()
+    assert (L @ V - V * res.eigenvalues.double()).norm(dim=0).max() < 1e-4
+
+
+def test_fit_with_a_model_and_no_tol_warns_by_the_residual():
+    from pyg_spectral import GraphOperator, NeuralSVD
+    op = GraphOperator.from_edge_index(cycle_graph(30), 30, kind='gcn')
+    x = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
+    mlp = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
+    with pytest.warns(RuntimeWarning, match='a Ritz residual of .* of the spectral bound'):
+        res = NeuralSVD(3).fit(op, model=mlp, inputs=x, steps=5, progress=False)
+    assert not res.converged and res.residual > 1e-4
+
+
+# ------------------------------------------- NeuralSVD: named arguments
+@pytest.mark.parametrize('kwargs,error,match', [
+    ({'steps': 0}, ValueError, 'steps must be an integer >= 1'),
+    ({'steps': -3}, ValueError, 'steps must be an integer >= 1'),
+    ({'steps': 2.5}, TypeError, 'steps must be an integer >= 1, got float'),
+    ({'steps': True}, TypeError, 'steps must be an integer >= 1, got bool'),
+    ({'check_every': 0}, ValueError, 'check_every must be an integer >= 1'),
+    ({'check_every': 1.0}, TypeError, 'check_every must be an integer >= 1'),
+    ({'tol': -1.0}, ValueError, 'tol must be None or a finite number >= 0'),
+    ({'tol': float('nan')}, ValueError, 'tol must be None'),
+    ({'lr': 0.0}, ValueError, 'lr must be None or a finite positive number'),
+])
+def test_fit_names_a_bad_count_or_number(kwargs, error, match):
+    from pyg_spectral import GraphOperator, NeuralSVD
+    op = GraphOperator.from_edge_index(cycle_graph(10), 10, kind='laplacian')
+    with pytest.raises(error, match=match):
+        NeuralSVD(2).fit(op, progress=False, **kwargs)
+
+
+@pytest.mark.parametrize('k', [True, False, 2.5, '2', None])
+def test_k_must_be_an_integer_not_a_bool(k):
+    from pyg_spectral import NeuralSVD
+    with pytest.raises(ValueError, match='k must be a positive integer'):
+        NeuralSVD(k)
+
+
+def test_fit_of_a_dense_tensor_says_how_to_wrap_it():
+    from pyg_spectral import GraphOperator, NeuralSVD
+    M = torch.randn(8, 8)
+    M = M + M.T
+    with pytest.raises(TypeError, match=r'operator is a torch.Tensor.*GraphOperator'):
+        NeuralSVD(2).fit(M, progress=False)
+    # the wrapping the message suggests works and is right
+    b = float(M.abs().sum(1).max())
+    res = NeuralSVD(2).fit(GraphOperator(M.to_sparse_csr(), 'adjacency', (-b, b)),
+                           steps=2000, tol=1e-6, progress=False)
+    assert torch.allclose(res.eigenvalues.double(),
+                          torch.linalg.eigvalsh(M.double()).flip(0)[:2], atol=1e-4)
+    with pytest.raises(TypeError, match='operator must be a LinearOperator'):
+        NeuralSVD(2).fit('not an operator', progress=False)
+
+
+def test_fit_names_a_dtype_mismatch():
+    from pyg_spectral import GraphOperator, NeuralSVD
+    op = GraphOperator.from_edge_index(cycle_graph(10), 10, kind='gcn', dtype=torch.float64)
+    mlp = torch.nn.Linear(4, 2)  # float32
+    with pytest.raises(TypeError, match='model parameters are torch.float32 but the operator '
+                                        'is torch.float64'):
+        NeuralSVD(2).fit(op, model=mlp, inputs=torch.randn(10, 4, dtype=torch.float64),
+                         progress=False)
+    with pytest.raises(TypeError, match='inputs are torch.float32 but the operator is '
+                                        'torch.float64'):
+        NeuralSVD(2).fit(op, model=mlp.double(), inputs=torch.randn(10, 4), progress=False)
+
+    class Float32Out(torch.nn.Module):  # float64 parameters, float32 output
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(4, 2).double()
+
+        def forward(self, x):
+            return self.lin(x).float()
+    with pytest.raises(TypeError, match='the model outputs torch.float32'):
+        NeuralSVD(2).fit(op, model=Float32Out(), inputs=torch.randn(10, 4, dtype=torch.float64),
+                         progress=False)
+
+
+def test_nan_never_reaches_eigh_unnamed():
+    from pyg_spectral import GraphOperator, NeuralSVD
+    op = GraphOperator.from_edge_index(cycle_graph(10), 10, kind='laplacian')
+    init = torch.randn(10, 2)
+    init[3, 1] = float('nan')
+    with pytest.raises(ValueError, match='init has NaN or inf values'):
+        NeuralSVD(2).fit(op, init=init, progress=False)
+
+    class NaNOperator(GraphOperator):
+        def matmul(self, X):
+            return super().matmul(X) * float('nan')
+
+        def affine_matmul(self, X, alpha, beta):
+            return super().affine_matmul(X, alpha, beta) * float('nan')
+    bad = NaNOperator(op.matrix, op.kind, op.spectral_bounds())
+    with pytest.raises(FloatingPointError, match='NaN or inf'):
+        NeuralSVD(2).fit(bad, progress=False)
+    x = torch.randn(10, 3)
+    x[0, 0] = float('nan')
+    with pytest.raises(FloatingPointError, match='(?i)nan at step'):
+        NeuralSVD(2).fit(op, model=torch.nn.Linear(3, 2), inputs=x, steps=5, progress=False)
+
+
+# ------------------------------------------------- ARPACK policy options
+@pytest.mark.parametrize('kwargs,match', [
+    ({'max_rounds': 0}, 'max_rounds must be an integer >= 1'),
+    ({'max_rounds': -2}, 'max_rounds must be an integer >= 1'),
+    ({'max_rounds': 2.0}, 'max_rounds must be an integer >= 1'),
+    ({'max_rounds': True}, 'max_rounds must be an integer >= 1'),
+    ({'oversample': -1}, 'oversample must be None or an integer >= 0'),
+    ({'oversample': 0.5}, 'oversample must be None or an integer >= 0'),
+])
+@pytest.mark.parametrize('method', ['arpack', 'auto'])
+def test_arpack_options_that_cannot_give_an_answer_are_refused(kwargs, match, method):
+    n = 300  # 'auto' solves it with ARPACK on a CPU
+    data = Data(edge_index=cycle_graph(n), num_nodes=n)
+    with pytest.raises(ValueError, match=match):
+        AddNeuralSVDPE(3, method=method, seed=0, **kwargs)(data)
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    ({'steps': True}, 'steps must be an integer >= 1, got bool'),
+    ({'steps': 0}, 'steps must be an integer >= 1'),
+    ({'check_every': 2.5}, 'check_every must be an integer >= 1, got float'),
+    ({'checkpoint_every': False}, 'checkpoint_every must be an integer >= 1'),
+])
+def test_sampled_fit_names_a_bad_count(kwargs, match):
+    op, model, solver = oscillator_fit()
+    with pytest.raises((TypeError, ValueError), match=match):
+        solver.fit(op, model, progress=False, **{'steps': 4, **kwargs})
+    with pytest.raises(ValueError, match='k must be a positive integer'):
+        SampledNeuralSVD(True)
+    with pytest.raises(ValueError, match='batch_size must be an integer >= 2'):
+        SampledNeuralSVD(2, batch_size=64.0)

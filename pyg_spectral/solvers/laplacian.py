@@ -352,6 +352,14 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
     is honoured as the budget."""
     if dtype not in (None, torch.float32, torch.float64):
         raise ValueError(f"dtype must be None, torch.float32 or torch.float64, got {dtype}")
+    # zero rounds or a negative oversample compute nothing and would return zeros
+    if not isinstance(max_rounds, (int, np.integer)) or isinstance(max_rounds, bool) \
+            or max_rounds < 1:
+        raise ValueError(f"max_rounds must be an integer >= 1 (1: one ARPACK round and no "
+                         f"check for missed copies), got {max_rounds!r}")
+    if oversample is not None and (not isinstance(oversample, (int, np.integer))
+                                   or isinstance(oversample, bool) or oversample < 0):
+        raise ValueError(f"oversample must be None or an integer >= 0, got {oversample!r}")
     q = int(problem.q[g])
     op = problem.graph_operator(g).to('cpu', torch.float64)
     M = op.laplacian.matrix

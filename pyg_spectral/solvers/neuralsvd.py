@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from typing import Callable
@@ -14,6 +15,24 @@ from ..linalg import canonical_signs
 from ..losses import NestedLoRA
 from ..operators.base import LinearOperator, LoRATerms
 from ..operators.spectral import top_positive
+
+
+# What `converged` means without `tol` (the library's accuracy contract):
+# with a gap estimate (a free table's oversampled columns), the Davis-Kahan
+# bound ||T Q - Q M||_F / gap on the subspace sine, as the ARPACK path
+# certifies its float32 rounds; without one, the largest Ritz residual
+# relative to the spectral bound.
+CERTIFIED_SINE = 1e-2
+CERTIFIED_RESIDUAL = 1e-4
+
+
+def positive_int(value: object, name: str) -> int:
+    r""":obj:`value` if it is an integer >= 1 (not a bool), else an error naming :obj:`name`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= 1, got {type(value).__name__} {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    return int(value)
 
 
 def drain_losses(pending: list[Tensor], losses: list[float]) -> float | None:
@@ -81,7 +100,16 @@ class NeuralSVDResult:
         eigenvalue_history: :obj:`[checks, k]` estimates at every check.
         model: the fitted model (a tuple of two for the SVD form).
         steps: the number of steps taken.
-        converged: whether :obj:`tol` was met.
+        converged: whether :obj:`tol` was met; without :obj:`tol`,
+            whether the result is certified to the default accuracy (see
+            :meth:`NeuralSVD.fit`). :obj:`False` comes with a
+            :class:`RuntimeWarning`, unless a callback stopped the fit.
+        residual: the largest Ritz residual :math:`\|Tq_l - \lambda_l q_l\|`
+            of the returned pairs relative to the spectral bound (for the
+            SVD form the larger of the two sides).
+        sine_bound: Davis-Kahan bound on the subspace sine of the returned
+            vectors (:obj:`inf` where no gap estimate exists: a model, the
+            SVD form, no oversampled columns).
     """
     eigenvalues: Tensor
     eigenvectors: Tensor | None
@@ -92,6 +120,8 @@ class NeuralSVDResult:
     right_vectors: Tensor | None = None
     steps: int = 0
     converged: bool = False
+    residual: float = float('nan')
+    sine_bound: float = float('inf')
 
 
 def _columns_normalized(X: Tensor) -> Tensor:
@@ -108,6 +138,15 @@ def _ordered_orthonormal(X: Tensor) -> Tensor:
 
 def _sym(H: Tensor) -> Tensor:
     return (H + H.transpose(0, 1)) / 2
+
+
+def _eigh(H: Tensor) -> tuple[Tensor, Tensor]:
+    # LAPACK fails on NaN with a message about ill-conditioning, not the cause
+    if not torch.isfinite(H).all():
+        raise FloatingPointError(
+            "the operator applied to the fitted vectors gave NaN or inf values; check the "
+            "operator (a custom LinearOperator's matmul) and init= for non-finite values")
+    return torch.linalg.eigh(H)
 
 
 class NeuralSVD:
@@ -154,14 +193,16 @@ class NeuralSVD:
                  grad_clip: float | None = None, seed: int | None = 0,
                  step_scale: float | None = None, oversample: int | None = None,
                  ritz_restart: bool = True) -> None:
-        if not isinstance(k, int) or k <= 0:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k <= 0:
             raise ValueError(f"k must be a positive integer, got {k!r}")
+        k = int(k)
         if optimizer not in (None, 'sgd', 'adam'):
             raise ValueError(f"optimizer must be 'sgd' or 'adam', got {optimizer!r}")
         self.k, self.nesting, self.level_weights = k, nesting, level_weights
         self.optimizer, self.momentum, self.grad_clip, self.seed = optimizer, momentum, grad_clip, seed
-        if oversample is not None and oversample < 0:
-            raise ValueError(f"oversample must be non-negative, got {oversample}")
+        if oversample is not None and (isinstance(oversample, bool) or not isinstance(
+                oversample, numbers.Integral) or oversample < 0):
+            raise ValueError(f"oversample must be None or an integer >= 0, got {oversample!r}")
         if oversample and level_weights is not None:
             raise ValueError("level_weights are given for k components; set oversample=0")
         self.step_scale, self.ritz_restart, self.oversample = step_scale, ritz_restart, oversample
@@ -212,6 +253,16 @@ class NeuralSVD:
                 can stall on small gaps long before the subspace is right).
                 Otherwise: when the eigenvalue estimates change by less than
                 :obj:`tol` (relative to the spectral bound) between checks.
+                :obj:`None`: run all :obj:`steps`, then certify the result:
+                :obj:`converged` is whether the Davis-Kahan bound on the
+                subspace sine, :math:`\|TQ - QM\|_F` over the gap to the
+                next Ritz value of the oversampled columns, is at most
+                :obj:`CERTIFIED_SINE` (a repeated eigenvalue split by
+                :obj:`k` is certified as a whole with the gap after it);
+                where no gap is known (a model, the SVD form, no
+                oversampling), whether every Ritz residual is at most
+                :obj:`CERTIFIED_RESIDUAL` times the spectral bound. Not met:
+                a :class:`RuntimeWarning`.
             check_every: steps between convergence checks and progress updates.
             callback: called as :obj:`callback(step, loss, eigenvalues)` at
                 every check; returning :obj:`True` stops the fit.
@@ -221,9 +272,25 @@ class NeuralSVD:
                 :obj:`[n, k]` vectors.
             svd: use the SVD form (default: when the operator is not symmetric).
         """
+        if isinstance(operator, Tensor):
+            raise TypeError(
+                "operator is a torch.Tensor; fit() takes a LinearOperator: build a graph "
+                "matrix with GraphOperator.from_edge_index(edge_index, kind=...), or wrap a "
+                "symmetric matrix M as GraphOperator(M.to_sparse_csr(), 'adjacency', "
+                "bounds=(-b, b)) with b = float(M.abs().sum(1).max())")
+        if not isinstance(operator, LinearOperator):
+            raise TypeError(f"operator must be a LinearOperator (e.g. GraphOperator), got "
+                            f"{type(operator).__name__}")
         if operator.shape is None:
             raise TypeError("fit() takes a finite operator; sample-based operators "
                             "(Hamiltonians, kernels) provide their own fitting entry point")
+        steps, check_every = positive_int(steps, 'steps'), positive_int(check_every, 'check_every')
+        if tol is not None and (isinstance(tol, bool) or not isinstance(tol, numbers.Real)
+                                or not 0 <= tol < math.inf):
+            raise ValueError(f"tol must be None or a finite number >= 0, got {tol!r}")
+        if lr is not None and (isinstance(lr, bool) or not isinstance(lr, numbers.Real)
+                               or not 0 < lr < math.inf):
+            raise ValueError(f"lr must be None or a finite positive number, got {lr!r}")
         n = operator.shape[0]
         if self.k >= n:
             raise ValueError(f"k={self.k} must be smaller than the number of rows n={n}")
@@ -249,11 +316,22 @@ class NeuralSVD:
         if svd and len(models) != 2:
             raise ValueError("the SVD form needs model=(right_model, left_model)")
         for m in models:
+            if not isinstance(m, nn.Module):
+                raise TypeError(f"model must be an nn.Module (or a pair for the SVD form), "
+                                f"got {type(m).__name__}")
             for p in m.parameters():
                 if p.device != device:
                     raise ValueError(f"model parameters are on {p.device} but the operator "
                                      f"is on {device}; move one with .to()")
+                if p.is_floating_point() and p.dtype != dtype:
+                    raise TypeError(f"model parameters are {p.dtype} but the operator is "
+                                    f"{dtype}; convert one (model.to({dtype}) or "
+                                    f"operator.to(dtype={p.dtype}))")
         inputs = () if inputs is None else (inputs if isinstance(inputs, tuple) else (inputs,))
+        for x in inputs:
+            if isinstance(x, Tensor) and x.is_floating_point() and x.dtype != dtype:
+                raise TypeError(f"inputs are {x.dtype} but the operator is {dtype}; convert "
+                                f"them with .to({dtype})")
 
         params = [p for m in models for p in m.parameters()]
         opt_name = self.optimizer or ('sgd' if free_table else 'adam')
@@ -286,7 +364,7 @@ class NeuralSVD:
         for step in bar:
             f = models[0](*inputs)
             g = models[1](*inputs) if svd else None
-            self._check_width(f, n, width)
+            self._check_width(f, n, width, dtype)
             if closed_form:
                 with torch.no_grad():
                     loss, f.grad, cross = loss_fn.table_gradient(f, target.matmul(f))
@@ -318,13 +396,27 @@ class NeuralSVD:
                     break
                 previous = est
         bar.close()
-        if tol is not None and not converged and not stopped:
-            warnings.warn(f"NeuralSVD did not reach tol={tol:g} within steps={steps}; the "
-                          f"result is not converged (raise steps=)", RuntimeWarning)
         with torch.no_grad():
             f = models[0](*inputs)
             g = models[1](*inputs) if svd else None
+            self._check_finite(f, g, step + 1)
             result = self._finish(target, f, g, refine, svd, self.k)
+            result.residual, result.sine_bound = self._accuracy(target, result, f, svd, scale)
+        if tol is None:
+            certified = result.sine_bound <= CERTIFIED_SINE if math.isfinite(result.sine_bound) \
+                else result.residual <= CERTIFIED_RESIDUAL
+            converged = bool(certified)
+            if not converged and not stopped:
+                measure = (f"a subspace sine bound of {result.sine_bound:.2g} (certified: "
+                           f"<= {CERTIFIED_SINE:g})" if math.isfinite(result.sine_bound) else
+                           f"a Ritz residual of {result.residual:.2g} of the spectral bound "
+                           f"(certified: <= {CERTIFIED_RESIDUAL:g})")
+                warnings.warn(f"NeuralSVD did not reach the default accuracy within "
+                              f"steps={steps}: {measure}; the result is not converged (raise "
+                              f"steps=, or set tol= to stop when met)", RuntimeWarning)
+        elif not converged and not stopped:
+            warnings.warn(f"NeuralSVD did not reach tol={tol:g} within steps={steps}; the "
+                          f"result is not converged (raise steps=)", RuntimeWarning)
         result.model = model if not free_table or svd else models[0]
         result.loss_history = losses
         result.eigenvalue_history = torch.stack(history) if history else None
@@ -332,10 +424,62 @@ class NeuralSVD:
         return result
 
     # ------------------------------------------------------------ helpers
-    def _check_width(self, f: Tensor, n: int, width: int) -> None:
-        if f.dim() != 2 or f.shape != (n, width):
+    def _check_width(self, f: Tensor, n: int, width: int, dtype: torch.dtype) -> None:
+        if not isinstance(f, Tensor) or f.dim() != 2 or f.shape != (n, width):
+            shape = tuple(f.shape) if isinstance(f, Tensor) else type(f).__name__
             raise ValueError(f"the model must output [{n}, {width}] (one row per node, "
-                             f"k={width} columns), got {tuple(f.shape)}")
+                             f"k={width} columns), got {shape}")
+        if f.dtype != dtype:
+            raise TypeError(f"the model outputs {f.dtype} but the operator is {dtype}; "
+                            f"convert one with .to()")
+
+    @staticmethod
+    def _check_finite(f: Tensor, g: Tensor | None, step: int) -> None:
+        # NaN reaching an eigh fails deep inside LAPACK without a word on the cause
+        for name, x in (('model output', f), ('left model output', g)):
+            if x is not None and not torch.isfinite(x).all():
+                raise FloatingPointError(
+                    f"the {name} has NaN or inf values at step {step}; check the inputs "
+                    f"and init= for non-finite values, lower lr or set grad_clip")
+
+    @staticmethod
+    def _accuracy(target, result: NeuralSVDResult, f: Tensor, svd: bool,
+                  scale: float) -> tuple[float, float]:
+        r"""The largest Ritz residual of the returned pairs relative to
+        :obj:`scale`, and the Davis-Kahan bound on the sine between the
+        returned vectors' span and the wanted eigenspace when :obj:`f` has
+        columns beyond them (else :obj:`inf`): the residual over the gap
+        between their smallest Ritz value and the largest one of the rest
+        of :obj:`f`'s span (:obj:`target` has the wanted end on top). Where
+        there is no gap (an eigenvalue repeated across the :obj:`k`-th) the
+        vectors are certified together with the next directions of the span."""
+        if svd:
+            V, W, values = result.right_vectors, result.left_vectors, result.eigenvalues
+            residual = torch.maximum((target.matmul(V) - W * values).norm(dim=0),
+                                     (target.rmatmul(W) - V * values).norm(dim=0))
+            return float(residual.max()) / scale, math.inf
+        V, values = result.eigenvectors, result.eigenvalues
+        residual = float((target.inner.matmul(V) - V * values).norm(dim=0).max()) / scale
+        k, width = V.size(1), f.size(1)
+        if width == k:
+            return residual, math.inf
+        Q = torch.linalg.qr(f)[0]
+        # the rest of the span: an orthonormal basis orthogonal to V, by Ritz value
+        C = Q @ torch.linalg.svd(Q.transpose(0, 1) @ V)[0][:, k:]
+        TC = target.matmul(C)
+        nu, S = _eigh(_sym(C.transpose(0, 1) @ TC))
+        nu, C, TC = nu.flip(0), (C @ S).flip(1), (TC @ S).flip(1)
+        TV = target.matmul(V)
+        bound = math.inf
+        for extra in range(width - k):
+            Vb, TVb = torch.cat([V, C[:, :extra]], 1), torch.cat([TV, TC[:, :extra]], 1)
+            M = _sym(Vb.transpose(0, 1) @ TVb)
+            gap = float(_eigh(M)[0][0] - nu[extra])
+            if gap > 0:
+                bound = min(bound, float((TVb - Vb @ M).norm()) / gap)
+                if bound <= CERTIFIED_SINE:
+                    break
+        return residual, bound
 
     def _tables(self, target, n, svd, init, generator, dtype, device, width):
         def table(start):
@@ -348,6 +492,11 @@ class NeuralSVD:
             if init.model.weight.size(1) == width:
                 return table(init.model.weight.detach())
             init = init.eigenvectors
+        if not isinstance(init, Tensor):
+            raise TypeError(f"init must be a NeuralSVDResult or a tensor [{n}, {self.k}], "
+                            f"got {type(init).__name__}")
+        if not torch.isfinite(init).all():
+            raise ValueError("init has NaN or inf values")
         # vectors: scale each column to the optimum norm |f_l|^2 = mu_l
         V = _columns_normalized(init.to(device=device, dtype=dtype))
         if V.shape != (n, self.k):
@@ -381,7 +530,7 @@ class NeuralSVD:
         F = table.weight
         Q, R = torch.linalg.qr(F)
         TQ = target.matmul(Q)
-        mu, S = torch.linalg.eigh(_sym(Q.transpose(0, 1) @ TQ))
+        mu, S = _eigh(_sym(Q.transpose(0, 1) @ TQ))
         mu, S = mu.flip(0), S.flip(1)
         residual = float((TQ @ S[:, :k] - (Q @ S[:, :k]) * mu[:k]).norm(dim=0).max())
         scale = (F.size(0) * mu.clamp_min(0)).sqrt()
@@ -423,7 +572,7 @@ class NeuralSVD:
         Q = _ordered_orthonormal(f)
         H = _sym(Q.transpose(0, 1) @ target.inner.matmul(Q))
         if refine:
-            values, S = torch.linalg.eigh(H)
+            values, S = _eigh(H)
             if target.alpha > 0:  # largest first
                 values, S = values.flip(0), S.flip(1)
             Q = Q @ S

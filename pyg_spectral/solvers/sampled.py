@@ -4,6 +4,7 @@ paper relied on, checkpointed so that long fits can resume exactly."""
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,7 @@ from ..losses import NestedLoRA
 from ..operators.base import LoRATerms, weighted_mean
 from ..operators.sampling import SampledOperator
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .neuralsvd import NeuralSVDResult, descend, drain_losses
+from .neuralsvd import NeuralSVDResult, descend, drain_losses, positive_int
 
 OPTIMIZERS = {'adam': torch.optim.Adam, 'rmsprop': torch.optim.RMSprop}
 
@@ -132,7 +133,7 @@ class SampledNeuralSVD:
                  min_lr_ratio: float = 0.0, ema_decay: float | None = 0.995,
                  batch_size: int = 512, grad_clip: float | None = None, seed: int = 0,
                  split_batch: bool = True) -> None:
-        if not isinstance(k, int) or k <= 0:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral) or k <= 0:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {sorted(OPTIMIZERS)}, got {optimizer!r}")
@@ -140,7 +141,8 @@ class SampledNeuralSVD:
             raise ValueError(f"lr must be positive, got {lr!r}")
         if ema_decay is not None and not 0 < ema_decay < 1:
             raise ValueError(f"ema_decay must be in (0, 1) or None, got {ema_decay!r}")
-        if not isinstance(batch_size, int) or batch_size < 2:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+                or batch_size < 2:
             raise ValueError(f"batch_size must be an integer >= 2, got {batch_size!r}")
         self.k, self.nesting, self.optimizer, self.lr = k, nesting, optimizer, float(lr)
         self.warmup_steps, self.min_lr_ratio = warmup_steps, float(min_lr_ratio)
@@ -194,8 +196,7 @@ class SampledNeuralSVD:
         for name, value in (('steps', steps), ('check_every', check_every),
                             ('checkpoint_every', checkpoint_every), ('eval_samples', eval_samples),
                             ('eval_batch_size', eval_batch_size)):
-            if not isinstance(value, int) or value <= 0:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            positive_int(value, name)
         models = self._models(operator, model)
         params = [p for m in models for p in m.parameters()]
         opt = OPTIMIZERS[self.optimizer](params, lr=self.lr)
