@@ -349,7 +349,7 @@ def convergence_rows(name, checkpoints=(50, 100, 200, 400, 800)):
     for schedule in ('constant', 'cosine'):
         torch.manual_seed(0)
         basis = AmortizedEigenbasis(n, K)
-        opt, decay = make_optimizer(basis, 0.01, 5e-4, schedule, total)
+        opt, decay = make_optimizer(basis, 0.01, 5e-4, schedule, total, basis_lr=0.01)
         for step in range(1, total + 1):
             opt.zero_grad()
             U, lam = basis(op)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 from .datasets import PLANETOID_NAMES
@@ -20,7 +21,7 @@ def _dataset_name(name: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .bench.node_classification import BASIS_SCHEDULES
+    from .bench.node_classification import BASIS_LR, BASIS_SCHEDULES
     from .bench.registry import available_models
 
     parser = argparse.ArgumentParser(prog='pyg-spectral', description=__doc__)
@@ -34,10 +35,15 @@ def build_parser() -> argparse.ArgumentParser:
     models = available_models()
     p.add_argument('--model', nargs='+', default=['gcn'], choices=list(models),
                    help='; '.join(f'{m}: {s.description}' for m, s in models.items()))
+    p.add_argument('--k', type=int, nargs='+', default=None,
+                   help='ranks to sweep for the low-rank models (default: their own, 16); '
+                        'models without a rank run once')
     p.add_argument('--seeds', type=int, default=10)
     p.add_argument('--epochs', type=int, default=200)
     p.add_argument('--lr', type=float, default=0.01)
     p.add_argument('--weight-decay', type=float, default=5e-4)
+    p.add_argument('--basis-lr', type=float, default=BASIS_LR,
+                   help='learning rate of an amortized eigenbasis (default: %(default)s)')
     p.add_argument('--basis-schedule', choices=BASIS_SCHEDULES, default='cosine',
                    help='learning rate of an amortized eigenbasis: decayed to 0 over the '
                         'epochs (default) or constant, like the rest of the model')
@@ -52,16 +58,26 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from .bench.node_classification import (as_dict, format_table, resolve_device,
                                             run_node_classification)
+    from .bench.registry import get_model
     args = build_parser().parse_args(argv)
     try:
         resolve_device(args.device)
+        if args.k is not None and any(k < 1 for k in args.k):
+            raise ValueError(f"--k must be positive integers, got {args.k}")
+        if args.out:  # before the run, not after it: a bad path must not lose the results
+            out_dir = os.path.dirname(os.path.abspath(args.out))
+            if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
+                raise ValueError(f"--out {args.out!r}: {out_dir} is not a writable directory")
+        runs = [(d, m, k) for d in args.dataset for m in args.model
+                for k in (args.k or [None] if 'k' in get_model(m).options else [None])]
         results = [
             run_node_classification(d, m, seeds=args.seeds, epochs=args.epochs,
                                     lr=args.lr, weight_decay=args.weight_decay,
                                     device=args.device, progress=not args.no_progress,
                                     basis_schedule=args.basis_schedule,
-                                    largest_component=args.largest_component)
-            for d in args.dataset for m in args.model
+                                    largest_component=args.largest_component, k=k,
+                                    basis_lr=args.basis_lr)
+            for d, m, k in runs
         ]
     except (ValueError, FileNotFoundError) as err:
         print(f'pyg-spectral: error: {err}', file=sys.stderr)

@@ -55,3 +55,27 @@ def test_largest_component_option(tmp_path, cora):
                  '--epochs', '5', '--out', str(out), '--no-progress']) == 0
     res = json.loads(out.read_text())[0]
     assert res['dataset'] == 'Cora (largest component)' and res['settings']['largest_component']
+
+
+def test_rank_sweep_runs_each_rank_and_records_it(tmp_path, capsys, cora):
+    out = tmp_path / 'sweep.json'
+    assert main(['bench', 'planetoid', '--model', 'gcn', 'lowrank-gcn-exact', '--k', '8', '32',
+                 '--seeds', '1', '--epochs', '40', '--out', str(out), '--no-progress']) == 0
+    rows = json.loads(out.read_text())
+    assert [(r['model'], r['k']) for r in rows] == [
+        ('gcn', None), ('lowrank-gcn-exact', 8), ('lowrank-gcn-exact', 32)]
+    table = capsys.readouterr().out
+    assert '| lowrank-gcn-exact | Cora    | 32 | 1     | 40' in table
+    # the 78 component vectors plus 32 eigenvectors after them carry the classes
+    assert rows[2]['test_acc_mean'] > 0.6
+
+
+def test_out_into_a_missing_directory_fails_before_the_run(tmp_path, capsys):
+    assert main(['bench', 'planetoid', '--out', str(tmp_path / 'missing' / 'r.json')]) == 2
+    assert 'is not a writable directory' in capsys.readouterr().err
+
+
+def test_rank_for_a_model_without_one_is_refused():
+    from pyg_spectral.bench.node_classification import run_node_classification
+    with pytest.raises(ValueError, match="model='gcn' has no rank k"):
+        run_node_classification('Cora', 'gcn', k=16)

@@ -14,8 +14,9 @@ from typing import Callable
 from torch import nn
 from torch_geometric.data import Data
 
-# (num_features, num_classes, data) -> module whose forward(x, edge_index) gives logits
-Builder = Callable[[int, int, Data], nn.Module]
+# (num_features, num_classes, data, **options) -> module whose forward(x, edge_index)
+# gives logits; options are the model's own settings (e.g. k), named in its spec
+Builder = Callable[..., nn.Module]
 
 
 @dataclass(frozen=True)
@@ -23,16 +24,21 @@ class ModelSpec:
     name: str
     build: Builder
     description: str
+    options: tuple[str, ...] = ()
 
 
 _MODELS: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, description: str) -> Callable[[Builder], Builder]:
+def register_model(name: str, description: str,
+                   options: tuple[str, ...] = ()) -> Callable[[Builder], Builder]:
+    r"""Registers a builder under :obj:`name`; :obj:`options` names the
+    keyword arguments it takes beyond :obj:`(num_features, num_classes, data)`
+    (e.g. :obj:`('k',)`), so that a sweep passes them only where they apply."""
     def wrap(build: Builder) -> Builder:
         if name in _MODELS:
             raise ValueError(f"A model named {name!r} is already registered.")
-        _MODELS[name] = ModelSpec(name, build, description)
+        _MODELS[name] = ModelSpec(name, build, description, tuple(options))
         return build
 
     return wrap
