@@ -506,3 +506,35 @@ def test_sampled_fit_names_a_bad_count(kwargs, match):
         SampledNeuralSVD(True)
     with pytest.raises(ValueError, match='batch_size must be an integer >= 2'):
         SampledNeuralSVD(2, batch_size=64.0)
+
+
+@pytest.mark.parametrize('kind', ['rw', 'adjacency', 'laplacian', 'sym_adjacency'])
+def test_fit_of_a_zero_operator_is_exact_not_divergent(kind):
+    r"""A graph without edges: T = 0 (safe bounds (0, 0)). The SVD form used
+    to diverge on its quartic term alone and tell the user to lower lr
+    (found by tests/test_properties.py)."""
+    from pyg_spectral import GraphOperator, NeuralSVD
+    for n, k in ((2, 1), (5, 2)):
+        op = GraphOperator.from_edge_index(torch.zeros(2, 0, dtype=torch.long), n, kind=kind)
+        assert torch.equal(op.to_dense(), torch.zeros(n, n))
+        with warnings.catch_warnings():
+            warnings.simplefilter('error')
+            res = NeuralSVD(k).fit(op, progress=False)
+            NeuralSVD(k).fit(op, tol=1e-6, progress=False)
+        assert res.converged and torch.equal(res.eigenvalues, torch.zeros(k))
+        V = res.right_vectors if kind == 'rw' else res.eigenvectors
+        assert torch.allclose(V.T @ V, torch.eye(k), atol=1e-6)
+
+
+@pytest.mark.xfail(strict=True, reason="operators/graph.py compares the summed weights of "
+                   "duplicate edges exactly, and they sum in a different order each way")
+def test_duplicate_weighted_edges_in_any_order_are_undirected():
+    r"""Found by tests/test_properties.py: (0, 1) twice and (1, 0) once with
+    weights 1, 1, 1e-4 each way is a symmetric matrix, but 1 + 1 + 1e-4 and
+    1e-4 + 1 + 1 round differently, and the graph is refused as directed."""
+    from pyg_spectral import GraphOperator
+    ei = torch.tensor([[0, 0, 1, 1, 1, 0], [1, 1, 0, 0, 0, 1]])
+    w = torch.tensor([1, 1, 1e-4, 1, 1, 1e-4], dtype=torch.float64)
+    op = GraphOperator.from_edge_index(ei, 2, w, kind='laplacian', dtype=torch.float64)
+    expected = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64) * (2 + 1e-4)
+    assert torch.allclose(op.to_dense(), expected)
