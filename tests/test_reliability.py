@@ -538,3 +538,49 @@ def test_duplicate_weighted_edges_in_any_order_are_undirected():
     op = GraphOperator.from_edge_index(ei, 2, w, kind='laplacian', dtype=torch.float64)
     expected = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64) * (2 + 1e-4)
     assert torch.allclose(op.to_dense(), expected)
+
+
+def test_checkpoint_from_before_the_settings_check_resumes_with_a_warning(tmp_path):
+    r"""A checkpoint that records only the settings checked before (k,
+    nesting, optimizer, lr, batch size, EMA, seed, steps) is resumed, not
+    thrown away, and the unverified settings are named."""
+    path = tmp_path / 'fit.pt'
+    fit(*oscillator_fit(), path, stop_at=2)
+    state = load_checkpoint(path)
+    old = ('k', 'nesting', 'optimizer', 'lr', 'batch_size', 'ema_decay', 'seed', 'steps')
+    state['config'] = {key: state['config'][key] for key in old}
+    atomic_save(state, path)
+    with pytest.warns(RuntimeWarning, match=rf"checkpoint '{path}' does not record "
+                                            r"warmup_steps, .*operator"):
+        assert fit(*oscillator_fit(), path).steps == 4
+    assert load_checkpoint(path)['step'] == 4
+    state['config']['lr'] = 0.5  # a recorded setting still has to match
+    atomic_save(state, path)
+    with pytest.raises(ValueError, match=r"different fit \(lr=0.5 there, 0.01 here\)"):
+        fit(*oscillator_fit(), path)
+
+
+def test_checkpoint_of_another_precision_is_refused(tmp_path):
+    path = tmp_path / 'fit.pt'
+    fit(*oscillator_fit(), path, stop_at=2)
+    op, model, solver = oscillator_fit()
+    with pytest.raises(ValueError, match=r"different fit \(dtype='torch.float32' there, "
+                                         r"'torch.float64' here\)"):
+        fit(op.to(dtype=torch.float64), model.double(), solver, path)
+
+
+def test_precompute_permission_denied_warns_and_keeps_the_result(tmp_path, monkeypatch):
+    r"""A read-only cache directory (simulated: the test may run as root,
+    which ignores permissions)."""
+    import tempfile
+
+    def denied(*args, dir=None, **kwargs):
+        raise PermissionError(13, 'Permission denied', str(dir))
+    monkeypatch.setattr(tempfile, 'mkstemp', denied)
+    transform = AddNeuralSVDPE(2, method='exact', random_sign=False)
+    with pytest.warns(RuntimeWarning, match=rf"could not write the encoding cache '{tmp_path}"
+                                            r".*Permission denied.*make the directory "
+                                            r"writable or pass another cache_dir"):
+        dataset = precompute_pe(cycles(), transform, cache_dir=tmp_path, progress=False)
+    assert_exact_encodings(dataset, 2)
+    assert list(tmp_path.iterdir()) == []

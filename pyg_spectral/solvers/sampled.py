@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import numbers
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -334,7 +335,8 @@ class SampledNeuralSVD:
                 'min_lr_ratio': self.min_lr_ratio, 'grad_clip': self.grad_clip,
                 'split_batch': self.loss.split_batch,
                 'level_weights': self.loss.operator_weights.tolist(),  # their tail sums
-                'operator': f'{type(operator).__name__} {digest(operator)}'}
+                'operator': f'{type(operator).__name__} {digest(operator)}',
+                'dtype': str(operator.dtype)}
 
     def _restore(self, path, steps, operator, models, ema, opt, schedule, generator,
                  losses) -> int:
@@ -346,13 +348,17 @@ class SampledNeuralSVD:
                              f"pass resume=False or another path")
         config = self._config(steps, operator)
         saved = state['config'] if isinstance(state['config'], dict) else {}
-        differ = [key for key in config if saved.get(key, '<absent>') != config[key]]
+        differ = [key for key in config if key in saved and saved[key] != config[key]]
         if differ:
-            what = ', '.join(f"{key}={saved.get(key, '<absent>')!r} there, {config[key]!r} "
-                             f"here" for key in differ)
+            what = ', '.join(f"{key}={saved[key]!r} there, {config[key]!r} here"
+                             for key in differ)
             raise ValueError(f"checkpoint '{path}' was written by a different fit ({what}); "
                              f"resuming would mix two problems: pass resume=False to start "
                              f"afresh or another checkpoint path")
+        unchecked = [key for key in config if key not in saved]
+        if unchecked:  # an older checkpoint: resume (no work lost), but say what is unverified
+            warnings.warn(f"checkpoint '{path}' does not record {', '.join(unchecked)}; "
+                          f"resuming on the assumption that they are unchanged", RuntimeWarning)
         try:
             models.load_state_dict(state['models'])
             if ema is not None:
