@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import time
 from pathlib import Path
@@ -133,6 +134,22 @@ def append_csv(path: str, k: int, step: int, wall: float, res, exact: torch.Tens
         os.fsync(fh.fileno())
 
 
+def check_resume_config(checkpoint: str, cfg: dict, nesting: str) -> None:
+    r"""The solver's checkpoint checks its own settings but not the
+    operator's or the network's (sampling scale, Fourier features): a side
+    file records them, so that a resume with another configuration fails
+    instead of silently continuing a different problem."""
+    side = Path(str(checkpoint) + '.json')
+    mine = {'config': cfg, 'nesting': nesting}
+    if Path(checkpoint).is_file() and side.is_file():
+        theirs = json.loads(side.read_text())
+        if theirs != mine:
+            raise SystemExit(f"checkpoint '{checkpoint}' belongs to {theirs}, not to {mine}; "
+                             f"use the same command or another --checkpoint")
+    side.parent.mkdir(parents=True, exist_ok=True)
+    side.write_text(json.dumps(mine, sort_keys=True) + '\n')
+
+
 def evaluate_saved(path: str, samples: int, seed: int, device: str) -> None:
     saved, op, model = load_small(path, device)
     cfg = saved['config']
@@ -197,6 +214,8 @@ def main(argv=None) -> None:
     print(f"config={args.config} {cfg} nesting={args.nesting} seed={args.seed} "
           f"device={args.device}", flush=True)
 
+    if args.checkpoint is not None:
+        check_resume_config(args.checkpoint, cfg, args.nesting)
     start = time.perf_counter()
     if args.csv is None:
         res = solver.fit(op, model, steps=steps, checkpoint=args.checkpoint,
