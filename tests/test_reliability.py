@@ -584,3 +584,25 @@ def test_precompute_permission_denied_warns_and_keeps_the_result(tmp_path, monke
         dataset = precompute_pe(cycles(), transform, cache_dir=tmp_path, progress=False)
     assert_exact_encodings(dataset, 2)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_sampled_fit_names_a_dtype_mismatch():
+    op, model, solver = oscillator_fit()
+    with pytest.raises(TypeError, match='model parameters are torch.float64 but the operator '
+                                        'draws torch.float32 samples'):
+        solver.fit(op, model.double(), steps=2, progress=False)
+
+
+def test_sampled_nan_on_evaluation_samples_is_named():
+    class NaNWhenEvaluated(torch.nn.Module):  # training batches: 16 samples, evaluation: 32
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            out = self.model(x)
+            return out * float('nan') if x.size(0) == 32 else out
+    op, model, solver = oscillator_fit()
+    with pytest.raises(FloatingPointError, match='NaN or inf values on the evaluation samples'):
+        solver.fit(op, NaNWhenEvaluated(model), steps=2, progress=False, eval_samples=32,
+                   eval_batch_size=32)

@@ -55,6 +55,10 @@ def ritz_values(gram_f: Tensor, gram_g: Tensor, cross: Tensor, svd: bool) -> Ten
     linearly dependent (collapsed components) the span has fewer than
     :obj:`k` dimensions and the missing values are NaN."""
     k = cross.size(0)
+    if not all(torch.isfinite(m).all() for m in (gram_f, gram_g, cross)):
+        raise FloatingPointError("the model gave NaN or inf values on the evaluation "
+                                 "samples; check the model and the operator's potential "
+                                 "where it is singular")
 
     def basis(gram: Tensor) -> Tensor:
         e, V = torch.linalg.eigh(gram.double())
@@ -309,6 +313,10 @@ class SampledNeuralSVD:
                 if p.device != operator.device:
                     raise ValueError(f"model parameters are on {p.device} but the operator "
                                      f"is on {operator.device}; move one with .to()")
+                if p.is_floating_point() and p.dtype != operator.dtype:
+                    raise TypeError(f"model parameters are {p.dtype} but the operator draws "
+                                    f"{operator.dtype} samples; convert one (model.to("
+                                    f"{operator.dtype}) or operator.to(dtype={p.dtype}))")
         return models
 
     @staticmethod
