@@ -606,3 +606,11 @@ def test_sampled_nan_on_evaluation_samples_is_named():
     with pytest.raises(FloatingPointError, match='NaN or inf values on the evaluation samples'):
         solver.fit(op, NaNWhenEvaluated(model), steps=2, progress=False, eval_samples=32,
                    eval_batch_size=32)
+
+
+def test_precompute_without_x_and_attr_name_none_fails_before_the_work(monkeypatch):
+    dataset = make_dataset([Data(edge_index=cycle_graph(n), num_nodes=n) for n in (5, 7)])
+    monkeypatch.setattr(AddNeuralSVDPE, 'encode', lambda *a, **kw: pytest.fail('solved first'))
+    with pytest.raises(ValueError, match='attr_name=None concatenates the encoding to x, but '
+                                         'the dataset has no x'):
+        precompute_pe(dataset, AddNeuralSVDPE(2, attr_name=None), progress=False)

@@ -86,6 +86,10 @@ def precompute_pe(dataset: InMemoryDataset, transform: AddNeuralSVDPE,
         raise ValueError("dataset is a view (dataset[idx]); pass the full dataset")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size <= 0:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if transform.attr_name is None and dataset._data.get('x') is None:
+        # checked before the work: the encodings would have nowhere to go
+        raise ValueError("transform.attr_name=None concatenates the encoding to x, but the "
+                         "dataset has no x; set attr_name (e.g. 'laplacian_eigenvector_pe')")
     node_slices = _node_slices(dataset)
     path = None
     if cache_dir is not None:
