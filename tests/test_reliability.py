@@ -614,3 +614,23 @@ def test_precompute_without_x_and_attr_name_none_fails_before_the_work(monkeypat
     with pytest.raises(ValueError, match='attr_name=None concatenates the encoding to x, but '
                                          'the dataset has no x'):
         precompute_pe(dataset, AddNeuralSVDPE(2, attr_name=None), progress=False)
+
+
+def test_certificate_does_not_extend_across_a_real_gap():
+    r"""Vectors that mix the second and third eigenvectors (sine 0.44 with
+    the top-2 eigenspace) inside an invariant 4-dimensional span: extending
+    them across the real gap between their Ritz values would certify the
+    span and with it the wrong vectors."""
+    from pyg_spectral import GraphOperator, NeuralSVD, NeuralSVDResult
+    from pyg_spectral.operators import top_positive
+    d = torch.tensor([10.0, 9, 8, 7, 1, 1], dtype=torch.float64)
+    op = GraphOperator(torch.diag(d).to_sparse_csr(), 'adjacency', (0.0, 10.0))
+    E = torch.eye(6, dtype=torch.float64)
+    c, s = 0.9, (1 - 0.81) ** 0.5
+    V = torch.stack([E[0], c * E[1] + s * E[2]], 1)
+    f = torch.cat([V, torch.stack([-s * E[1] + c * E[2], E[3]], 1)], 1)
+    values = torch.diagonal(V.T @ (d[:, None] * V))
+    result = NeuralSVDResult(values, V, None)
+    residual, bound, _ = NeuralSVD._accuracy(top_positive(op), result, f, False, 10.0)
+    assert max_principal_sine(V, E[:, :2]) > 0.4
+    assert bound > 1e-2  # not certified

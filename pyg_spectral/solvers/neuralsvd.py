@@ -464,7 +464,7 @@ class NeuralSVD:
         residual that certifies the pairs where that bound is :obj:`inf`.
         A gap within rounding (an eigenvalue repeated across the
         :obj:`k`-th) is no gap: the vectors are certified together with the
-        next directions of the span. Without columns beyond the returned
+        next directions of the span, up to the first real gap. Without columns beyond the returned
         ones there is no gap estimate (bound :obj:`inf`, residual
         :obj:`CERTIFIED_RESIDUAL`); where every gap in the span is within
         rounding, the residual must be within rounding too."""
@@ -492,9 +492,10 @@ class NeuralSVD:
             M = _sym(Vb.transpose(0, 1) @ TVb)
             gap = float(_eigh(M)[0][0] - nu[extra])
             if gap > rounding * scale:
-                bound = min(bound, float((TVb - Vb @ M).norm()) / gap)
-                if bound <= CERTIFIED_SINE:
-                    break
+                # the first real gap decides: across it, the returned vectors
+                # could mix in the next eigenvalue's directions unseen
+                bound = float((TVb - Vb @ M).norm()) / gap
+                break
         return residual, bound, rounding
 
     def _tables(self, target, n, svd, init, generator, dtype, device, width):
