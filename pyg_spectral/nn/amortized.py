@@ -178,12 +178,16 @@ def amortized_eigh(
     n = _square_size(A)
     _check_state(state, n, k)
     _check_complement(null, n, state.size(1))
-    W = state if null is None else null.project_out(state)
+    # U, A U and so the gradient (G - U B) R^-T with respect to the projected
+    # W already lie in the complement (A commutes with the projection onto its
+    # own eigenspace): it is the gradient with respect to the state itself,
+    # and only the forward pass pays for the projection
+    W = state if null is None else null.project_out(state.detach())
     U, R = signed_qr(W)
     AU = _apply(A, U)
     _check_finite_product(AU, 'A')
     eigenvalues = (U * AU).sum(0)
-    rayleigh = _RayleighOfQR.apply(W, U, R, AU.detach(), eigenvalues.detach())
+    rayleigh = _RayleighOfQR.apply(state, U, R, AU.detach(), eigenvalues.detach())
     return AmortizedEigh(eigenvalues, U, eigen_loss_from_rayleigh(rayleigh, loss, largest, weights))
 
 

@@ -18,6 +18,7 @@ takes this space apart (:meth:`NullSpace.of_operator`).
 """
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,21 @@ from torch_geometric.utils import scatter
 
 from .base import DerivedOperator, LinearOperator
 from .graph import GraphOperator
+
+class _Projection(torch.autograd.Function):
+    r""":math:`B (B^\top X)`; :math:`P = B B^\top` is symmetric, so the
+    backward pass is the same product."""
+
+    @staticmethod
+    def forward(ctx, X: Tensor, B: Tensor, BT: Tensor) -> Tensor:
+        ctx.save_for_backward(B, BT)
+        return B @ (BT @ X)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        B, BT = ctx.saved_tensors
+        return B @ (BT @ grad), None, None
+
 
 # the eigenvalue of the component space of each kind of graph matrix
 COMPONENT_EIGENVALUE = {'gcn': 1.0, 'sym_adjacency': 1.0, 'sym_laplacian': 0.0, 'laplacian': 0.0}
@@ -140,15 +156,39 @@ class NullSpace:
         return cls(labels, graph_of_component, rank, basis, sqrt_mass, volume, count)
 
     def project(self, X: Tensor) -> Tensor:
-        r""":math:`P_0 X` for :obj:`X` :obj:`[n, k]`: the orthogonal projection
-        onto the space, two scatters over the nodes (differentiable)."""
-        u, labels = self.basis[:, None].to(X.dtype), self.labels
-        coef = scatter(u * X, labels, 0, dim_size=self.num_components, reduce='sum')
-        return u * coef[labels]
+        r""":math:`P_0 X = B (B^\top X)` for :obj:`X` :obj:`[n, k]`, the
+        orthogonal projection onto the space, with :math:`B` :obj:`[n, c]` the
+        sparse matrix of the unit component vectors (:math:`n` entries): two
+        sparse products, several times faster than a scatter and a gather.
+        Differentiable with respect to :obj:`X`; the space itself is a
+        constant (no gradient reaches the degrees it was built from, as none
+        reaches a solver's eigenvectors)."""
+        B, BT = self._sparse_basis(X.dtype)
+        return _Projection.apply(X, B, BT)
+
+    def _sparse_basis(self, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        cached = self.__dict__.get('_sparse')
+        if cached is not None and cached[0].dtype == dtype:
+            return cached
+        n, c, device = self.labels.numel(), self.num_components, self.labels.device
+        values = self.basis.detach().to(dtype)
+        with warnings.catch_warnings():
+            warnings.filterwarnings('ignore', message='Sparse (CSR tensor support|invariant checks)')
+            B = torch.sparse_csr_tensor(torch.arange(n + 1, device=device), self.labels, values,
+                                        size=(n, c))
+            order = torch.argsort(self.labels, stable=True)
+            crow = torch.zeros(c + 1, dtype=torch.long, device=device)
+            crow[1:] = torch.bincount(self.labels, minlength=c).cumsum(0)
+            BT = torch.sparse_csr_tensor(crow, order, values[order], size=(c, n))
+        self.__dict__['_sparse'] = (B, BT)
+        return B, BT
 
     def project_out(self, X: Tensor) -> Tensor:
         r""":math:`(I - P_0) X` for :obj:`X` :obj:`[n, k]`."""
-        return X - self.project(X)
+        if X.requires_grad and torch.is_grad_enabled():
+            return X - self.project(X)
+        B, BT = self._sparse_basis(X.dtype)
+        return torch.addmm(X, B, BT @ X, alpha=-1)  # one pass fewer over X
 
     def to(self, device=None, dtype=None) -> 'NullSpace':
         def move(t: Tensor) -> Tensor:

@@ -493,6 +493,7 @@ DENSE_NODES = 1024
 COMPONENT_SOLVERS = ('eigh', 'eigsh')
 
 
+@torch.no_grad()
 def nontrivial_eigenpairs(operator: GraphOperator, null: NullSpace, k: int,
                           method: str | None = None, seed: int = 0) -> tuple[Tensor, Tensor]:
     r"""The :obj:`k` eigenpairs of a symmetric graph matrix next to its
