@@ -207,3 +207,44 @@ def test_bad_counts_raise_naming_the_argument(k, steps):
         NeuralSVD(k)
     with pytest.raises((ValueError, TypeError), match='steps must be an integer >= 1'):
         NeuralSVD(1).fit(op, steps=steps, progress=False)
+
+
+@pytest.fixture(scope='module')
+def shared_cache(tmp_path_factory):
+    return tmp_path_factory.mktemp('pe_cache')
+
+
+@st.composite
+def datasets(draw):
+    r"""A few small graphs, optionally weighted; often the same edges with
+    the nodes split differently between graphs, which a cache must tell apart."""
+    sizes = draw(st.lists(st.integers(1, 6), min_size=1, max_size=4))
+    pairs = draw(st.lists(st.tuples(st.integers(0, 5), st.integers(0, 5)), max_size=6))
+    weighted = draw(st.booleans())
+    graphs = []
+    for n in sizes:
+        local = [(min(a, b), max(a, b)) for a, b in pairs if a < n and b < n]
+        ei = torch.tensor(local, dtype=torch.long).view(-1, 2).T
+        ei = torch.cat([ei, ei.flip(0)], 1)
+        data = Data(edge_index=ei, num_nodes=n)
+        if weighted:
+            data.edge_weight = torch.linspace(0.5, 2, ei.size(1) // 2, dtype=torch.float64).repeat(2)
+        graphs.append(data)
+    return graphs
+
+
+@settings(PROFILE, max_examples=30)
+@given(graphs=datasets(), k=st.integers(1, 3))
+def test_precompute_cache_never_returns_another_datasets_encodings(shared_cache, graphs, k):
+    from torch_geometric.data import InMemoryDataset
+    from pyg_spectral.transforms import precompute_pe
+
+    def dataset():
+        out = InMemoryDataset()
+        out.data, out.slices = InMemoryDataset.collate([g.clone() for g in graphs])
+        return out
+    transform = AddNeuralSVDPE(k, method='exact', seed=0, attr_name='pe')
+    cached = precompute_pe(dataset(), transform, cache_dir=shared_cache, progress=False)
+    fresh = precompute_pe(dataset(), transform, progress=False)
+    assert torch.equal(cached._data.pe, fresh._data.pe)
+    assert torch.equal(cached._data.pe_eigenvalues, fresh._data.pe_eigenvalues)

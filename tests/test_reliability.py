@@ -634,3 +634,15 @@ def test_certificate_does_not_extend_across_a_real_gap():
     residual, bound, _ = NeuralSVD._accuracy(top_positive(op), result, f, False, 10.0)
     assert max_principal_sine(V, E[:, :2]) > 0.4
     assert bound > 1e-2  # not certified
+
+
+def test_precompute_dataset_of_one_graph(tmp_path):
+    r"""PyG stores a one-graph dataset without slices (found by
+    tests/test_properties.py: precompute_pe failed on it with a TypeError)."""
+    transform = AddNeuralSVDPE(2, method='exact', random_sign=False)
+    for _ in range(2):  # computed, then from the cache
+        dataset = make_dataset([Data(x=torch.ones(9, 1), edge_index=cycle_graph(9))])
+        assert dataset.slices is None and len(dataset) == 1
+        assert_exact_encodings(precompute_pe(dataset, transform, cache_dir=tmp_path,
+                                             progress=False), 2)
+    cache_file(tmp_path)

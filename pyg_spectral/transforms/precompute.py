@@ -16,7 +16,7 @@ from .add_neuralsvd_pe import AddNeuralSVDPE
 
 
 def _node_slices(dataset: InMemoryDataset) -> Tensor:
-    slices = dataset.slices
+    slices = dataset.slices or {}  # None: a dataset of one graph, stored as is
     if 'x' in slices:
         return slices['x']
     return torch.cat([torch.zeros(1, dtype=torch.long), torch.as_tensor(
@@ -35,7 +35,7 @@ def _cache_key(dataset: InMemoryDataset, transform: AddNeuralSVDPE, node_slices:
                     device=device, random_sign=transform.random_sign, seed=transform.seed,
                     solver_kwargs=dict(transform.solver_kwargs), num_graphs=len(dataset),
                     dtype=torch.get_default_dtype())
-    graphs = {key: (dataset._data[key], dataset.slices.get(key))
+    graphs = {key: (dataset._data[key], (dataset.slices or {}).get(key))
               for key in ('edge_index', 'edge_weight') if key in dataset._data}
     return digest(settings, node_slices, graphs, transform.encoder)[:16]
 
@@ -130,8 +130,10 @@ def precompute_pe(dataset: InMemoryDataset, transform: AddNeuralSVDPE,
         data.x = torch.cat([x, pe.to(x.dtype)], dim=-1)
     else:
         data[transform.attr_name] = pe
-        slices[transform.attr_name] = node_slices
+        if slices is not None:
+            slices[transform.attr_name] = node_slices
     data[name + '_eigenvalues'] = values
-    slices[name + '_eigenvalues'] = torch.arange(len(dataset) + 1)
+    if slices is not None:
+        slices[name + '_eigenvalues'] = torch.arange(len(dataset) + 1)
     dataset._data_list = None  # drop graphs cached before the new attributes
     return dataset
