@@ -254,3 +254,24 @@ def test_bench_models_share_one_basis_and_learn(cora):
     for name in ('lowrank-gcn', 'lowrank-gcn-exact', 'lowrank-gcn-topk'):
         result = run_node_classification('Cora', name, seeds=1, epochs=30, progress=False, k=8)
         assert result.k == 8 and result.test_acc_mean > 1 / 7 + 0.1  # above chance
+
+
+def test_accuracy_figure_is_drawn_from_the_sweep_json(tmp_path):
+    pytest.importorskip('matplotlib')
+    import importlib.util
+    import json
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location(
+        'plots', Path(__file__).resolve().parents[1] / 'benchmarks' / 'plots.py')
+    plots = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plots)
+    row = lambda model, k, acc: dict(model=model, k=k, seeds=[0, 1], test_acc_mean=acc,  # noqa: E731
+                                     test_acc_std=0.01)
+    (tmp_path / 'lowrank_sweep_Cora.json').write_text(json.dumps(
+        [row('gcn', None, 0.81), row('lowrank-gcn-exact', 16, 0.75),
+         row('lowrank-gcn-exact', 64, 0.79), row('lowrank-gcn', 16, 0.74)]))
+    path = plots.lowrank_accuracy(tmp_path)
+    assert path == tmp_path / 'lowrank_accuracy_vs_k.png' and path.stat().st_size > 10_000
+    assert plots.lowrank_accuracy(tmp_path / 'missing') is None
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # no temporary file left
+        'lowrank_accuracy_vs_k.png', 'lowrank_sweep_Cora.json']
