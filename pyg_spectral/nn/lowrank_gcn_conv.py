@@ -167,8 +167,8 @@ class LowRankGCNConv(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        r"""Resets the weights and the cached graph; a basis is reset only by
-        the layer that created it (a shared basis by its own
+        r"""Resets the weights; a basis (and the graph cached on it) is reset
+        only by the layer that created it (a shared basis by its own
         :meth:`reset_parameters`)."""
         self.lin.reset_parameters()
         if self.lin_root is not None:
@@ -181,8 +181,6 @@ class LowRankGCNConv(nn.Module):
         zeros(self.bias)
         if self._owns_basis:
             self.basis.reset_parameters()
-        else:
-            self.basis.cached_graph = None
 
     def graph(self, edge_index: Tensor, num_nodes: int, edge_weight: Tensor | None = None,
               dtype: torch.dtype = torch.float32) -> tuple[GraphOperator, NullSpace | None]:
