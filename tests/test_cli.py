@@ -79,3 +79,23 @@ def test_rank_for_a_model_without_one_is_refused():
     from pyg_spectral.bench.node_classification import run_node_classification
     with pytest.raises(ValueError, match="model='gcn' has no rank k"):
         run_node_classification('Cora', 'gcn', k=16)
+
+
+@pytest.mark.parametrize('argv, message', [
+    (['--seeds', '0'], 'seeds must be a positive integer'),
+    (['--epochs', '0'], 'epochs must be a positive integer'),
+    (['--device', 'tpu'], "device='tpu' is not a torch device"),
+    (['--device', 'meta'], "the bench runs on 'cpu' or 'cuda'"),
+    (['--k', '0'], '--k must be positive'),
+])
+def test_bad_bench_arguments_are_named_before_any_work(argv, message, capsys):
+    assert main(['bench', 'planetoid', '--no-progress', *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_load_planetoid_names_bad_arguments():
+    from pyg_spectral.datasets import load_planetoid
+    with pytest.raises(TypeError, match='name must be a string'):
+        load_planetoid(None)
+    with pytest.raises(ValueError, match="split must be one of"):
+        load_planetoid('Cora', split='bogus')

@@ -37,6 +37,13 @@ class RunResult:
 
 
 def resolve_device(device: str) -> torch.device:
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device={device!r} is not a torch device (e.g. 'cpu', 'cuda', "
+                         f"'cuda:1')") from err
+    if resolved.type not in ('cpu', 'cuda'):
+        raise ValueError(f"device={device!r}: the bench runs on 'cpu' or 'cuda'")
     if device.startswith('cuda') and not torch.cuda.is_available():
         raise ValueError(f"device={device!r} was asked for, but CUDA is not "
                          f"available on this machine (torch {torch.__version__}); "
@@ -141,6 +148,9 @@ def run_node_classification(
     a model that has no rank refuses it."""
     if basis_schedule not in BASIS_SCHEDULES:
         raise ValueError(f"basis_schedule must be one of {BASIS_SCHEDULES}, got {basis_schedule!r}")
+    for arg, value in (('seeds', seeds), ('epochs', epochs)):
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{arg} must be a positive integer, got {value!r}")
     dev = resolve_device(device)
     spec = get_model(model)
     options = {}

@@ -11,7 +11,13 @@ from .paths import DATA_ENV, cache_dir, resolve_root, stage_raw
 PLANETOID_NAMES = ('Cora', 'CiteSeer', 'PubMed')
 
 
+PLANETOID_SPLITS = ('public', 'full', 'geom-gcn', 'random')
+
+
 def canonical_planetoid_name(name: str) -> str:
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, one of {', '.join(PLANETOID_NAMES)}; "
+                        f"got {type(name).__name__}")
     for valid in PLANETOID_NAMES:
         if name.lower() == valid.lower():
             return valid
@@ -41,6 +47,8 @@ def load_planetoid(
             :class:`~torch_geometric.transforms.NormalizeFeatures`.
     """
     name = canonical_planetoid_name(name)
+    if split not in PLANETOID_SPLITS:
+        raise ValueError(f"split must be one of {PLANETOID_SPLITS}, got {split!r}")
     base, is_source = resolve_root(root, 'planetoid')
     if is_source:
         raw_files = [f'ind.{name.lower()}.{ext}' for ext in
