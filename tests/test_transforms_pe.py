@@ -521,3 +521,47 @@ def test_inductive_encoder_finds_the_family_gap_and_encodes_unseen_graphs():
         fit_pe_encoder(encoder, [Data(edge_index=path_graph(5), num_nodes=5)], progress=False)
 
 
+
+
+def test_seeded_signs_are_the_same_alone_in_a_batch_and_precomputed(tmp_path):
+    from torch_geometric.data import InMemoryDataset
+    from pyg_spectral.transforms import precompute_pe
+    graphs = [Data(edge_index=cycle_graph(9), num_nodes=9),
+              Data(edge_index=grid_graph(3, 4), num_nodes=12),
+              Data(edge_index=path_graph(7), num_nodes=7)]
+    transform = AddNeuralSVDPE(4, method='exact', seed=5)
+    alone = [transform(g.clone()).laplacian_eigenvector_pe for g in graphs]
+    for order in ([0, 1, 2], [2, 0, 1]):
+        batch = transform(Batch.from_data_list([graphs[i] for i in order]))
+        for data, i in zip(batch.to_data_list(), order):
+            assert torch.equal(data.laplacian_eigenvector_pe, alone[i])
+
+    class Graphs(InMemoryDataset):
+        def __init__(self):
+            super().__init__(str(tmp_path / 'data'))
+            self.data, self.slices = self.collate([g.clone() for g in graphs])
+    precomputed = precompute_pe(Graphs(), transform, cache_dir=tmp_path / 'cache', progress=False)
+    for i in range(3):
+        assert torch.equal(precomputed[i].laplacian_eigenvector_pe, alone[i])
+    # the signs still differ between seeds and between columns
+    other = AddNeuralSVDPE(4, method='exact', seed=6)(graphs[1].clone()).laplacian_eigenvector_pe
+    assert not torch.equal(other, alone[1]) and torch.allclose(other.abs(), alone[1].abs())
+
+
+def test_attr_name_none_on_a_batch_without_x_splits_back():
+    graphs = [Data(edge_index=cycle_graph(6), num_nodes=6), Data(edge_index=path_graph(5), num_nodes=5)]
+    out = AddNeuralSVDPE(3, attr_name=None, method='exact', seed=0)(Batch.from_data_list(graphs))
+    assert out.x.shape == (11, 3)
+    parts = out.to_data_list()
+    assert [tuple(p.x.shape) for p in parts] == [(6, 3), (5, 3)]
+    assert torch.equal(torch.cat([p.x for p in parts]), out.x)
+
+
+def test_directed_graph_gets_advice_that_works():
+    directed = Data(edge_index=torch.tensor([[0, 1, 2], [1, 2, 0]]), num_nodes=3)
+    with pytest.raises(ValueError, match='ToUndirected') as info:
+        AddNeuralSVDPE(1)(directed.clone())
+    assert "kind='rw'" not in str(info.value)
+    import torch_geometric.transforms as T
+    fixed = AddNeuralSVDPE(1, method='exact')(T.ToUndirected()(directed.clone()))
+    assert fixed.laplacian_eigenvector_pe.shape == (3, 1)

@@ -14,6 +14,10 @@ KINDS = ('adjacency', 'gcn', 'sym_adjacency', 'laplacian', 'sym_laplacian', 'rw'
 SYMMETRIC_KINDS = frozenset(KINDS) - {'rw'}
 
 
+class DirectedGraphError(ValueError):
+    r"""A symmetric kind of graph matrix was asked of a directed graph."""
+
+
 def validate_graph(edge_index: Tensor, num_nodes: int | None,
                    edge_weight: Tensor | None) -> int:
     r"""Checks :obj:`edge_index`/:obj:`edge_weight` and returns the number of
@@ -147,7 +151,7 @@ class GraphOperator(LinearOperator):
         # 'rw' takes directed graphs: no symmetry check (a sort) for it
         if kind in SYMMETRIC_KINDS and not _is_symmetric(edge_index, edge_weight, num_nodes):
             claim = ' although is_undirected=True was passed' if is_undirected else ''
-            raise ValueError(f"edge_index describes a directed graph{claim}, but "
+            raise DirectedGraphError(f"edge_index describes a directed graph{claim}, but "
                              f"kind={kind!r} needs a symmetric matrix; symmetrise "
                              f"it with torch_geometric.utils.to_undirected or use kind='rw'")
 

@@ -16,6 +16,7 @@ from torch_geometric.transforms.add_positional_encoding import add_node_attr
 from torch_geometric.utils import remove_self_loops, scatter
 
 from ..operators import GraphOperator
+from ..operators.graph import DirectedGraphError
 from ..solvers.laplacian import (LaplacianProblem, NeuralSVDNoConvergence, check_solver_kwargs,
                            is_mesh_like, solve_arpack, solve_exact, solve_neuralsvd,
                            solver_kwargs_for)
@@ -24,6 +25,40 @@ from ..operators.nullspace import NullSpace
 
 METHODS = ('auto', 'exact', 'neuralsvd', 'arpack')
 NORMALIZATIONS = {'sym': 'sym_laplacian', None: 'laplacian'}
+
+
+def _shift_right(x: Tensor, s: int) -> Tensor:
+    # logical shift of int64 bits (torch's >> keeps the sign)
+    return (x >> s) & ((1 << (64 - s)) - 1)
+
+
+def _mix(x: Tensor) -> Tensor:
+    r"""SplitMix64's finaliser on int64 tensors (wrapping arithmetic): a
+    bijection whose output bits each depend on all input bits."""
+    x = x ^ _shift_right(x, 30)
+    x = x * -4658895280553007687  # 0xbf58476d1ce4e5b9
+    x = x ^ _shift_right(x, 27)
+    x = x * -7723592293110705685  # 0x94d049bb133111eb
+    return x ^ _shift_right(x, 31)
+
+
+def seeded_signs(edge_index: Tensor, batch: Tensor, ptr: Tensor, seed: int, k: int) -> Tensor:
+    r"""Random signs :obj:`[G, k]` (:math:`\pm 1`) drawn from :obj:`seed` and
+    each graph's own content (node count and edges in local numbering), not
+    from its place in a batch: a graph gets the same signs encoded alone, in
+    any :class:`~torch_geometric.data.Batch` and through
+    :func:`~pyg_spectral.transforms.precompute_pe`."""
+    num_graphs = ptr.numel() - 1
+    device = ptr.device
+    key = _mix(ptr[1:] - ptr[:-1])
+    if edge_index.numel():
+        row, col = edge_index.to(device)
+        g = batch[row]
+        local = (row - ptr[g]) * 1_000_003 + (col - ptr[g])
+        key = key + scatter(_mix(local), g, 0, dim_size=num_graphs, reduce='sum')
+    columns = _mix(seed * 1_000_033 + torch.arange(1, k + 1, device=device))
+    bits = _mix(_mix(key)[:, None] ^ columns[None, :])
+    return 1 - 2 * _shift_right(bits, 63)
 
 
 def segment_sign(X: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
@@ -80,9 +115,13 @@ class AddNeuralSVDPE(BaseTransform):
     * **Signs.** With :obj:`random_sign=False` the entry of largest magnitude
       of each column (per graph) is positive, ties (within 1e-6 relative)
       going to the lowest node index. With :obj:`random_sign=True` that column is then multiplied by a
-      random sign, drawn per graph and column from :obj:`seed` (or from
-      :obj:`torch`'s global generator when :obj:`seed=None`, as PyG does).
-      The same :obj:`seed` gives bit-identical output on the same device.
+      random sign per graph and column: with a :obj:`seed`, a function of the
+      seed and of the graph itself, so that a graph gets the same signs
+      encoded alone, in any :class:`~torch_geometric.data.Batch` and through
+      :func:`~pyg_spectral.transforms.precompute_pe` (identical graphs get
+      identical signs); with :obj:`seed=None`, drawn from :obj:`torch`'s
+      global generator, as PyG does. The same :obj:`seed` gives bit-identical
+      output on the same device.
 
     Args:
         k: number of non-trivial eigenvectors.
@@ -90,8 +129,8 @@ class AddNeuralSVDPE(BaseTransform):
             concatenate to :obj:`data.x`).
         is_undirected: accepted for compatibility with PyG; the graph must be
             undirected either way (checked; a directed graph raises
-            :class:`ValueError`: symmetrise it with
-            :func:`torch_geometric.utils.to_undirected`).
+            :class:`ValueError`: symmetrise it first, e.g. with
+            :class:`torch_geometric.transforms.ToUndirected`).
         normalization: :obj:`'sym'` (:math:`I - D^{-1/2} A D^{-1/2}`, as PyG)
             or :obj:`None` (:math:`D - A`).
         method: :obj:`'exact'` (batched dense :func:`torch.linalg.eigh` on
@@ -180,9 +219,10 @@ class AddNeuralSVDPE(BaseTransform):
         data[name + '_eigenvalues'] = values
         if is_batch:  # so that Batch.to_data_list() splits the new attributes
             ptr = data.ptr.cpu()
-            if self.attr_name is not None:
-                data._slice_dict[self.attr_name] = ptr
-                data._inc_dict[self.attr_name] = torch.zeros(ptr.numel() - 1, dtype=torch.long)
+            # attr_name=None on a batch without x creates x: it needs slices too
+            node_attr = self.attr_name or 'x'
+            data._slice_dict[node_attr] = ptr
+            data._inc_dict[node_attr] = torch.zeros(ptr.numel() - 1, dtype=torch.long)
             data._slice_dict[name + '_eigenvalues'] = torch.arange(ptr.numel())
             data._inc_dict[name + '_eigenvalues'] = torch.zeros(ptr.numel() - 1, dtype=torch.long)
         return data
@@ -218,12 +258,10 @@ class AddNeuralSVDPE(BaseTransform):
             pe = torch.where(cols[None, :] < zeros[g][:, None], problem.null.contrasts(k, g), solved)
 
         sign = segment_sign(pe, g, G)
-        if self.random_sign:
-            generator = None
-            if self.seed is not None:
-                generator = torch.Generator().manual_seed(self.seed)
-            flips = 2 * torch.randint(0, 2, (G, k), generator=generator) - 1
-            sign = sign * flips.to(sign)
+        if self.random_sign and self.seed is not None:
+            sign = sign * seeded_signs(edge_index, g, problem.ptr, self.seed, k).to(sign)
+        elif self.random_sign:
+            sign = sign * (2 * torch.randint(0, 2, (G, k)) - 1).to(sign)
         pe = pe * sign[g]
         dtype = torch.get_default_dtype()
         return pe.to(out_device, dtype), eig.to(out_device, dtype)
@@ -236,9 +274,15 @@ class AddNeuralSVDPE(BaseTransform):
         edge_index = edge_index.to(device)
         if edge_weight is not None:
             edge_weight = edge_weight.to(device)
-        laplacian = GraphOperator.from_edge_index(
-            edge_index, num_nodes, edge_weight, kind=NORMALIZATIONS[self.normalization],
-            dtype=torch.float64)
+        try:
+            laplacian = GraphOperator.from_edge_index(
+                edge_index, num_nodes, edge_weight, kind=NORMALIZATIONS[self.normalization],
+                dtype=torch.float64)
+        except DirectedGraphError as err:
+            raise ValueError(f"{self.__class__.__name__} needs an undirected graph, but "
+                             f"edge_index is directed; symmetrise it first, e.g. with the "
+                             f"transform torch_geometric.transforms.ToUndirected() (or "
+                             f"torch_geometric.utils.to_undirected)") from err
         n = laplacian.num_nodes
         if batch is None:
             batch = torch.zeros(n, dtype=torch.long, device=device)
