@@ -275,3 +275,16 @@ def test_bad_input():
         amortized_eigh(torch.ones(3, 4), torch.ones(3, 1))
     with pytest.raises(ValueError, match='rows'):
         amortized_eigh(A, torch.ones(9, 2))
+
+
+def test_non_symmetric_dense_matrix_is_refused():
+    A = torch.randn(6, 6, dtype=torch.float64)
+    with pytest.raises(ValueError, match='must be symmetric.*amortized_svd'):
+        AmortizedEigenbasis(6, 2)(A)
+    with pytest.raises(ValueError, match='must be symmetric'):
+        amortized_eigh(A, torch.randn(6, 2, dtype=torch.float64))
+    S = A + A.T
+    assert AmortizedEigenbasis(6, 2).double()(S)[0].shape == (6, 2)
+    # rounding-level asymmetry (A A^T computed in float32) is accepted
+    B = torch.randn(50, 50)
+    assert amortized_eigh(B @ B.T, torch.randn(50, 3)).eigenvectors.shape == (50, 3)

@@ -177,3 +177,10 @@ def test_subspace_lora_loss_bad_shape():
         subspace_lora_loss(torch.randn(5, 2, dtype=torch.float64), op)
     with pytest.raises(ValueError, match='f must have shape'):
         subspace_lora_loss(torch.randn(6, 7, dtype=torch.float64), op)
+
+
+def test_scalar_cross_term_is_refused():
+    from pyg_spectral.operators import LoRATerms
+    f = torch.randn(8, 3)
+    with pytest.raises(ValueError, match=r'cross must have shape \[3\]'):
+        NestedLoRA(3)(LoRATerms(f, None, torch.tensor(1.0)))

@@ -137,3 +137,10 @@ def test_matmul_rejects_wrong_shape():
         op.matmul(torch.randn(4, 2))
     with pytest.raises(TypeError):
         op.matmul([[1.0]])
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16, torch.int64])
+def test_half_precision_and_integer_matrices_are_refused(dtype):
+    edge_index = torch.tensor([[0, 1], [1, 0]])
+    with pytest.raises(TypeError, match='dtype must be torch.float32 or torch.float64'):
+        GraphOperator.from_edge_index(edge_index, kind='gcn', dtype=dtype)

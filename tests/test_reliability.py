@@ -526,8 +526,6 @@ def test_fit_of_a_zero_operator_is_exact_not_divergent(kind):
         assert torch.allclose(V.T @ V, torch.eye(k), atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="operators/graph.py compares the summed weights of "
-                   "duplicate edges exactly, and they sum in a different order each way")
 def test_duplicate_weighted_edges_in_any_order_are_undirected():
     r"""Found by tests/test_properties.py: (0, 1) twice and (1, 0) once with
     weights 1, 1, 1e-4 each way is a symmetric matrix, but 1 + 1 + 1e-4 and

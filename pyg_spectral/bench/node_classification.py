@@ -15,6 +15,7 @@ from torch_geometric.data import Data
 from tqdm.auto import tqdm
 
 from ..datasets import load_ogbn, load_planetoid, ogbn_evaluator, ogbn_split
+from ..devices import resolve_device as check_device
 from ..nn import eigen_loss, eigen_parameters
 from .registry import available_models, get_model
 
@@ -37,18 +38,10 @@ class RunResult:
 
 
 def resolve_device(device: str) -> torch.device:
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"device={device!r} is not a torch device (e.g. 'cpu', 'cuda', "
-                         f"'cuda:1')") from err
+    resolved = check_device(device)
     if resolved.type not in ('cpu', 'cuda'):
         raise ValueError(f"device={device!r}: the bench runs on 'cpu' or 'cuda'")
-    if device.startswith('cuda') and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was asked for, but CUDA is not "
-                         f"available on this machine (torch {torch.__version__}); "
-                         f"use --device cpu.")
-    return torch.device(device)
+    return resolved
 
 
 def load_graph(dataset: str, largest_component: bool = False) -> tuple[Data, int, object | None]:

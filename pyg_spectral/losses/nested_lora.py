@@ -91,6 +91,10 @@ class NestedLoRA(nn.Module):
             raise ValueError(f"f must have shape [batch, {self.k}], got {tuple(f.shape)}")
         if g is not None and (g.dim() != 2 or g.size(1) != self.k):
             raise ValueError(f"g must have shape [batch, {self.k}], got {tuple(g.shape)}")
+        if not isinstance(cross, Tensor) or cross.shape != (self.k,):
+            shape = tuple(cross.shape) if isinstance(cross, Tensor) else type(cross).__name__
+            raise ValueError(f"cross must have shape [{self.k}] (one <g_l, T f_l> per "
+                             f"function), got {shape}")
         sequential = self.nesting == 'sequential'
         mf1, mf2 = self._moments(f, terms.weight_f, sequential)
         if g is None:

@@ -97,6 +97,14 @@ def _square_size(A: Matrix, name: str = 'A') -> int:
     if A.dim() != 2 or A.size(0) != A.size(1) or not A.is_floating_point():
         raise ValueError(f"{name} must be a square floating-point matrix [n, n], got "
                          f"{tuple(A.shape)} of dtype {A.dtype}")
+    # a dense product costs n^2 k anyway; the check costs n^2 (non-finite
+    # entries are left to the product's check, which names them)
+    asymmetry = float((A - A.mT).detach().abs().max()) if A.numel() else 0.0
+    scale = max(float(A.detach().abs().max()), 1.0)
+    if math.isfinite(asymmetry) and asymmetry > 1e3 * torch.finfo(A.dtype).eps * scale:
+        raise ValueError(f"{name} must be symmetric (its eigenvectors are the top of a "
+                         f"symmetric matrix), but max |A - A^T| = {asymmetry:.3g}; for a "
+                         f"non-symmetric M use amortized_svd")
     return A.size(0)
 
 

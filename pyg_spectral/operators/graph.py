@@ -58,15 +58,25 @@ def _coalesced(edge_index: Tensor, edge_weight: Tensor, num_nodes: int) -> tuple
     return coalesce(edge_index, edge_weight, num_nodes, is_sorted=is_sorted)
 
 
-def _is_symmetric(edge_index: Tensor, edge_weight: Tensor, num_nodes: int) -> bool:
-    r"""Whether coalesced (row-major sorted, unique) weighted edges are
-    symmetric: sorted column-major, the transposed list must be the same
-    list. One sort, where :func:`torch_geometric.utils.is_undirected` sorts
-    twice."""
+def _symmetrized(edge_index: Tensor, edge_weight: Tensor,
+                 num_nodes: int) -> Tensor | None:
+    r"""The weights of coalesced (row-major sorted, unique) edges made exactly
+    symmetric, or :obj:`None` if the graph is directed: sorted column-major,
+    the transposed list must be the same list, and each weight equal to its
+    mirror's up to the rounding of summing duplicate edges in another order
+    (1 + 1 + 1e-4 against 1e-4 + 1 + 1). One sort, where
+    :func:`torch_geometric.utils.is_undirected` sorts twice."""
     row, col = edge_index
     perm = index_sort(col * num_nodes + row, max_value=num_nodes * num_nodes)[1]
-    return (torch.equal(row[perm], col) and torch.equal(col[perm], row)
-            and torch.equal(edge_weight[perm], edge_weight))
+    if not (torch.equal(row[perm], col) and torch.equal(col[perm], row)):
+        return None
+    mirror = edge_weight[perm]
+    if torch.equal(mirror, edge_weight):
+        return edge_weight
+    slack = 64 * torch.finfo(edge_weight.dtype).eps * torch.maximum(edge_weight.abs(), mirror.abs())
+    if not bool(((edge_weight - mirror).abs() <= slack).all()):
+        return None
+    return (edge_weight + mirror) / 2  # commutative: exactly symmetric
 
 
 def _laplacian_csr(edge_index: Tensor, off_diagonal: Tensor, diagonal: Tensor,
@@ -143,17 +153,26 @@ class GraphOperator(LinearOperator):
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if dtype not in (torch.float32, torch.float64):
+            # half precision: degrees overflow (float16 past 65504) or round
+            # away the normalisation; integers cannot hold it at all
+            raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}; "
+                            f"build the matrix in float32 and cast what it produces")
         num_nodes = validate_graph(edge_index, num_nodes, edge_weight)
         if edge_weight is None:
             edge_weight = torch.ones(edge_index.size(1), device=edge_index.device, dtype=dtype)
         edge_weight = edge_weight.to(dtype)
         edge_index, edge_weight = _coalesced(edge_index, edge_weight, num_nodes)
         # 'rw' takes directed graphs: no symmetry check (a sort) for it
-        if kind in SYMMETRIC_KINDS and not _is_symmetric(edge_index, edge_weight, num_nodes):
+        symmetric = _symmetrized(edge_index, edge_weight, num_nodes) \
+            if kind in SYMMETRIC_KINDS else edge_weight
+        if symmetric is None:
             claim = ' although is_undirected=True was passed' if is_undirected else ''
             raise DirectedGraphError(f"edge_index describes a directed graph{claim}, but "
-                             f"kind={kind!r} needs a symmetric matrix; symmetrise "
-                             f"it with torch_geometric.utils.to_undirected or use kind='rw'")
+                                     f"kind={kind!r} needs a symmetric matrix; symmetrise "
+                                     f"it with torch_geometric.utils.to_undirected or use "
+                                     f"kind='rw'")
+        edge_weight = symmetric
 
         deg = scatter(edge_weight, edge_index[0], 0, dim_size=num_nodes, reduce='sum')
         if (edge_weight < 0).any() and kind != 'adjacency':

@@ -15,6 +15,7 @@ from torch_geometric.transforms import BaseTransform
 from torch_geometric.transforms.add_positional_encoding import add_node_attr
 from torch_geometric.utils import remove_self_loops, scatter
 
+from ..devices import resolve_device
 from ..operators import GraphOperator
 from ..operators.graph import DirectedGraphError
 from ..solvers.laplacian import (LaplacianProblem, NeuralSVDNoConvergence, check_solver_kwargs,
@@ -199,7 +200,7 @@ class AddNeuralSVDPE(BaseTransform):
         check_solver_kwargs(method, solver_kwargs)
         self.k, self.attr_name, self.is_undirected = k, attr_name, is_undirected
         self.normalization, self.method, self.encoder = normalization, method, encoder
-        self.device = torch.device(device) if device is not None else None
+        self.device = resolve_device(device) if device is not None else None
         self.random_sign, self.seed, self.solver_kwargs = random_sign, seed, solver_kwargs
 
     def __repr__(self) -> str:
