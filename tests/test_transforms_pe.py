@@ -565,3 +565,11 @@ def test_directed_graph_gets_advice_that_works():
     import torch_geometric.transforms as T
     fixed = AddNeuralSVDPE(1, method='exact')(T.ToUndirected()(directed.clone()))
     assert fixed.laplacian_eigenvector_pe.shape == (3, 1)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the no-CUDA message')
+def test_device_is_checked_at_construction():
+    with pytest.raises(ValueError, match="device='cuda' was asked for, but CUDA is not available"):
+        AddNeuralSVDPE(4, device='cuda')
+    with pytest.raises(ValueError, match="device='gpu0' is not a torch device"):
+        AddNeuralSVDPE(4, device='gpu0')
