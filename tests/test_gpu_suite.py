@@ -1,0 +1,83 @@
+"""benchmarks/gpu_suite.py --smoke, as CI runs it: every part runs at toy
+size on the CPU, writes both files, and every result that has a reference
+is right."""
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SCRIPT = REPO / 'benchmarks' / 'gpu_suite.py'
+PARTS = ('amortized', 'pe', 'neuralsvd', 'hydrogen')
+
+
+@pytest.fixture(scope='module')
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp('gpu_suite')
+    # a child process, as CI and users run it; one thread keeps it off the other jobs' cores
+    env = {**os.environ, 'OMP_NUM_THREADS': '1'}
+    proc = subprocess.run([sys.executable, str(SCRIPT), '--smoke', '--out', str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    return proc, out
+
+
+def test_smoke_exits_zero_and_writes_both_files(smoke):
+    proc, out = smoke
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ['gpu_suite.json', 'gpu_suite.md']  # no temporary left
+
+
+def test_every_part_ran_and_every_checked_result_is_right(smoke):
+    _, out = smoke
+    result = json.loads((out / 'gpu_suite.json').read_text())
+    header = result['header']
+    assert header['mode'] == 'smoke' and header['device'] == 'cpu' and header['gpu'] is None
+    assert header['git_commit'] and header['torch']
+    assert list(result['parts']) == list(PARTS)
+    for name, part in result['parts'].items():
+        assert part['status'] == 'ok', (name, part)
+        assert part['rows'] and part['wall_s'] <= part['budget_s'] + 30
+    verdicts = [row['verdict'] for part in result['parts'].values() for row in part['rows']
+                if 'verdict' in row]
+    assert verdicts and all(v == 'ok' for v in verdicts), verdicts
+    amortized = result['parts']['amortized']['rows'][0]
+    assert amortized['eigh_check'] == amortized['amortized_check'] == 'ok'
+    assert isinstance(amortized['speedup'], float) or amortized['speedup'].startswith('n/a')
+    # PE and NeuralSVD: ours and the CPU peer, both checked
+    for name in ('pe', 'neuralsvd'):
+        rows = result['parts'][name]['rows']
+        assert all('eig_err' in r and 'sine' in r for r in rows), rows
+    hydrogen = result['parts']['hydrogen']['rows'][0]
+    assert hydrogen['steps'] > 0 and hydrogen['steps_per_s'] > 0 and hydrogen['finite']
+
+
+def test_markdown_says_gpu_figures_are_not_measured(smoke):
+    _, out = smoke
+    text = (out / 'gpu_suite.md').read_text()
+    assert 'GPU figures are not measured here' in text
+    for name in PARTS:
+        assert f'## {name}:' in text
+
+
+def test_full_mode_without_cuda_is_a_clear_error(tmp_path):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('CUDA is available here')
+    proc = subprocess.run([sys.executable, str(SCRIPT), '--out', str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and 'CUDA is not available' in proc.stderr
+    assert not any(tmp_path.iterdir())
+
+
+def test_a_part_whose_budget_is_spent_is_skipped_not_failed(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPT), '--smoke', '--parts', 'pe', 'hydrogen',
+                           '--budget', 'pe=0', '--out', str(tmp_path)],
+                          env={**os.environ, 'OMP_NUM_THREADS': '1'},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    parts = json.loads((tmp_path / 'gpu_suite.json').read_text())['parts']
+    assert parts['pe']['status'] == 'skipped (budget)'
+    assert parts['hydrogen']['status'] == 'ok'
