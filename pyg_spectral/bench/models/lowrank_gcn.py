@@ -9,10 +9,9 @@ def _lowrank_gcn(num_features: int, num_classes: int, basis: AmortizedEigenbasis
                  components: bool = True) -> GCN:
     r"""The two-layer GCN with :class:`LowRankGCNConv` layers sharing one
     rank-k eigenbasis of the GCN-normalized adjacency, each with a root weight
-    (a rank-k propagation drops most of what a node's own features say; the
-    root weight keeps them: on Cora at k = 16, exact basis, 3 seeds, 75.6 %
-    with it and 71.1 % without). The graph is fixed (transductive), so the
-    layers cache its matrix."""
+    (a rank-k propagation drops most of what a node's own features say, and
+    the root weight keeps them, as in :class:`~torch_geometric.nn.conv.GraphConv`).
+    The graph is fixed (transductive), so the layers cache its matrix."""
     return GCN(num_features, 16, num_classes,
                make_conv=lambda i, o: LowRankGCNConv(i, o, basis.k, basis, components=components,
                                                      root_weight=True, cached=True))
