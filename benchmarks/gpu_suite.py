@@ -124,9 +124,10 @@ def on_device(fn, device: torch.device):
         out = fn()
         sync(device)
         wall = time.perf_counter() - t
-    notes = sorted({f'{w.category.__name__}: {str(w.message)[:120]}' for w in caught
-                    if not issubclass(w.category, (DeprecationWarning, UserWarning))
-                    or issubclass(w.category, RuntimeWarning)})
+    # RuntimeWarning: a solver that ran out of steps (and 'auto''s CPU fallback);
+    # the library's and torch's API notices (UserWarning and the like) are left out
+    notes = sorted({f'{w.category.__name__}: {str(w.message)[:160]}' for w in caught
+                    if issubclass(w.category, RuntimeWarning)})
     return wall, peak_mib(device), out, notes
 
 
@@ -140,8 +141,14 @@ def cpu_peer(fn, args: tuple, clock: Clock):
 
 
 def ratio(peer: dict, ours: dict) -> str:
-    if peer.get('verdict') == 'ok' and ours.get('verdict') == 'ok' and ours['wall_s'] > 0:
+    r"""Peer seconds over ours, both checked right; a peer killed at the
+    budget gives a lower bound."""
+    if ours.get('verdict') != 'ok' or not ours['wall_s'] > 0:
+        return '-'
+    if peer.get('verdict') == 'ok':
         return f"{peer['wall_s'] / ours['wall_s']:.2f}x"
+    if peer.get('status') == 'timeout':
+        return f"> {peer['wall_s'] / ours['wall_s']:.2f}x (peer killed at the budget)"
     return '-'
 
 
@@ -164,15 +171,24 @@ class References:
             self.laplacians[key] = pe_speed.laplacian(edge_index, n)
         return self.laplacians[key]
 
-    def smallest(self, key, edge_index: torch.Tensor, n: int, count: int, sparse: str):
-        r"""The :obj:`count` smallest pairs, trivial one included, closed over
-        the cluster at :obj:`count` (:func:`common.reference_smallest`)."""
+    def smallest(self, key, edge_index: torch.Tensor, n: int, count: int, sparse: str,
+                 clock: Clock | None = None):
+        r"""(reference, seconds): the :obj:`count` smallest pairs, trivial one
+        included, closed over the cluster at :obj:`count`
+        (:func:`common.reference_smallest`). With :obj:`clock` it runs in a
+        child killed when the part's time is out: :obj:`(None, message)`."""
         if (key, count) not in self.refs:
             L = self.laplacian(key, edge_index, n)
             null = common.null_space_basis(edge_index, n)
-            t = time.perf_counter()
-            ref = common.reference_smallest(L, count, null, sparse=sparse)
-            self.refs[key, count] = (ref, time.perf_counter() - t)
+            solve = lambda: common.reference_smallest(L, count, null, sparse=sparse)  # noqa: E731
+            if clock is None:
+                t = time.perf_counter()
+                self.refs[key, count] = (solve(), time.perf_counter() - t)
+            else:
+                status, seconds, _, out = cpu_peer(solve, (), clock)
+                if status != 'ok':
+                    return None, f'reference {status}' + (f' ({out})' if status != SKIPPED else '')
+                self.refs[key, count] = (out, seconds)
         return self.refs[key, count]
 
 
@@ -306,7 +322,7 @@ def format_amortized(rows) -> list[str]:
     mib = lambda m: f'{m:.0f}' if isinstance(m, float) else '-'  # noqa: E731
     out = ['| graph | t0 fixed basis (ms) | t1 + eigh (ms) | t2 + amortized (ms) '
            '| (t1-t0)/(t2-t0) | paper (GPU) | eigh check: eig err, sine | amortized check: '
-           '|UᵀU-I| | peak MiB t1 / t2 | status |', '|' + '---|' * 10]
+           'max abs(UᵀU - I) | peak MiB t1 / t2 | status |', '|' + '---|' * 10]
     for r in rows:
         if 'fixed' not in r:
             out.append(f"| {r['graph']} |" + ' - |' * 8 + f" {r['status']} |")
@@ -349,17 +365,20 @@ def pe_cases(smoke: bool, refs: References):
             ('block model 1e6', block(1_000_000), 16, ('block', 1_000_000), 'lanczos', 1)]
 
 
-def pe_reference(refs: References, graph, k: int, key, sparse: str):
+def pe_reference(refs: References, graph, k: int, key, sparse: str, clock: Clock):
     r"""As ``pe_speed.reference`` (eigenvalues 1..k, basis of the eigenspace
     of eigenvalues <= lambda_k), with the sparse solver chosen per graph
-    family (shift-invert's LU fills in on a block model) and shared."""
+    family (shift-invert's LU fills in on a block model), shared, and
+    bounded by the part's budget: :obj:`(None, message)` past it."""
     n = graph.num_nodes
     if key is None:
         return pe_speed.reference(graph, k), 0.0
     null = common.null_space_basis(graph.edge_index, n)
     if null.shape[1] >= k + 1:
         return (np.zeros(k), null), 0.0
-    ref, seconds = refs.smallest(key, graph.edge_index, n, k + 1, sparse)
+    ref, seconds = refs.smallest(key, graph.edge_index, n, k + 1, sparse, clock)
+    if ref is None:
+        return None, seconds
     return (ref.values[1:k + 1], ref.vectors), seconds
 
 
@@ -409,21 +428,27 @@ def part_pe(device: torch.device, clock: Clock, smoke: bool, refs: References, m
         ours_row = dict(graph=graph_label, method=f'ours ({device})', wall_s=wall, peak_mib=peak,
                         status='ok', graphs_s=build_s)
         t = time.perf_counter()
-        refs_by_id = {}
-        ref_s = 0.0
+        refs_by_id, missing = {}, None
         for i in check_ids:
-            refs_by_id[i], s = pe_reference(refs, graphs[i], k, key, sparse)
-            ref_s += s
-        ours_row['reference_s'] = time.perf_counter() - t if key is None else ref_s
-        check = check_pe(graphs, outs, check_ids, refs_by_id)
-        ours_row.update(check, note='; '.join(filter(None, [check['note'], *warned])))
+            refs_by_id[i], s = pe_reference(refs, graphs[i], k, key, sparse, clock)
+            if refs_by_id[i] is None:
+                missing = s
+                break
+        ours_row['reference_s'] = None if missing else time.perf_counter() - t
+        if missing:  # a result without its check is neither right nor a speed
+            ours_row.update(verdict='unchecked', note='; '.join([missing, *warned]))
+        else:
+            check = check_pe(graphs, outs, check_ids, refs_by_id)
+            ours_row.update(check, note='; '.join(filter(None, [check['note'], *warned])))
         rows.append(ours_row)
         print(f"  pe {graph_label} ours: {wall:.3f} s {ours_row['verdict']}", flush=True)
         del outs
         status, seconds, mem, out = cpu_peer(pe_speed.peer_pyg, (graphs, k, 0), clock)
         peer = dict(graph=graph_label, method='PyG (cpu)', wall_s=seconds, peak_mib=mem,
                     status=status if status != 'ok' else 'ok')
-        if status == 'ok':
+        if status == 'ok' and missing:
+            peer['verdict'] = 'unchecked'
+        elif status == 'ok':
             peer.update(check_pe(graphs, out, check_ids, refs_by_id))
         else:
             peer['note'] = str(out) if out is not None else ''
@@ -438,7 +463,8 @@ def format_rows(rows, columns) -> list[str]:
         v = r.get(key)
         if v is None or v == '':
             return '-'
-        return format(v, spec) if spec and isinstance(v, (int, float)) else str(v)
+        text = format(v, spec) if spec and isinstance(v, (int, float)) else str(v)
+        return text.replace('|', '\\|').replace('\n', ' ')
     out = ['| ' + ' | '.join(title for title, _, _ in columns) + ' |', '|' + '---|' * len(columns)]
     out += ['| ' + ' | '.join(cell(r, key, spec) for _, key, spec in columns) + ' |' for r in rows]
     return out
@@ -486,28 +512,34 @@ def part_neuralsvd(device: torch.device, clock: Clock, smoke: bool, refs: Refere
         return res, time.perf_counter() - start
     wall, peak, (res, fit_s), warned = on_device(ours, device)
     row = dict(graph=label, method=f'NeuralSVD ({device})', wall_s=wall, fit_s=fit_s, peak_mib=peak,
-               steps=res.steps, status='ok' if not stopped else SKIPPED + f' at step {stopped[0]}',
+               steps=res.steps, converged=bool(getattr(res, 'converged', True)),
+               status='ok' if not stopped else SKIPPED + f' at step {stopped[0] + 1}',
                graphs_s=graphs_s, note='; '.join(warned))
     values, vectors = res.eigenvalues.double().cpu().numpy(), res.eigenvectors.double().cpu().numpy()
     del res
     rows.append(row)
     print(f'  neuralsvd {label} ours: {wall:.2f} s, {row["steps"]} steps', flush=True)
+    # the reference before the peer: without it neither row can be read
+    ref17, ref_s = refs.smallest(('block', n), ei, n, k + 1, 'lanczos', clock)
+    ref = None
+    if ref17 is None:  # a result without its check is neither right nor a speed
+        row.update(verdict='unchecked', note='; '.join(filter(None, [row['note'], ref_s])))
+    else:
+        ref = closed_at(ref17, k)
+        row['reference_s'] = ref_s
+        row['eig_err'], row['sine'] = common.errors(values, vectors, ref, k)
+        row['verdict'] = neuralsvd_speed.verdict(row['eig_err'], row['sine'], ref)
     status, seconds, mem, out = cpu_peer(neuralsvd_speed.run_eigsh, (L,), clock)
     peer = dict(graph=label, method='SciPy eigsh SA (cpu)', wall_s=seconds, peak_mib=mem,
                 status=status, note='' if status == 'ok' else str(out or ''))
-    rows.append(peer)
-    print(f'  neuralsvd {label} eigsh: {status} {seconds}', flush=True)
-    if clock.left() <= 0 and (('block', n), k + 1) not in refs.refs:
-        row['verdict'] = peer['verdict'] = 'unchecked (budget)'
-        return rows, notes
-    ref17, ref_s = refs.smallest(('block', n), ei, n, k + 1, 'lanczos')
-    ref = closed_at(ref17, k)
-    row['reference_s'] = ref_s
-    checked = [(row, values, vectors)] + ([(peer, out[0], out[1])] if status == 'ok' else [])
-    for r, w, V in checked:
-        r['eig_err'], r['sine'] = common.errors(w, V, ref, k)
-        r['verdict'] = neuralsvd_speed.verdict(r['eig_err'], r['sine'], ref)
+    if status == 'ok' and ref is None:
+        peer['verdict'] = 'unchecked'
+    elif status == 'ok':
+        peer['eig_err'], peer['sine'] = common.errors(out[0], out[1], ref, k)
+        peer['verdict'] = neuralsvd_speed.verdict(peer['eig_err'], peer['sine'], ref)
     peer['ratio'] = ratio(peer, row)
+    rows.append(peer)
+    print(f'  neuralsvd {label} eigsh: {status} {seconds} {peer.get("verdict")}', flush=True)
     return rows, notes
 
 
@@ -619,7 +651,7 @@ def markdown(result: dict) -> str:
     columns = {'pe': PE_COLUMNS, 'neuralsvd': NEURALSVD_COLUMNS, 'hydrogen': HYDROGEN_COLUMNS}
     for name, part in result['parts'].items():
         lines += [f'## {name}: {TITLES[name]}', '',
-                  f"status: **{part['status']}**; budget {part['budget_s']:.0f} s, "
+                  f"status: **{part['status']}**; budget {part['budget_s']:g} s, "
                   f"spent {part['wall_s']:.1f} s", '']
         if part.get('error'):
             lines += ['```', part['error'], '```', '']
@@ -662,7 +694,8 @@ def part_status(rows: list[dict]) -> str:
         return 'WRONG result(s)'
     if rows and all(s.startswith(SKIPPED) for s in statuses):
         return SKIPPED
-    if any(s.startswith(SKIPPED) or s == 'timeout' for s in statuses):
+    if any(s.startswith(SKIPPED) or s == 'timeout' for s in statuses) \
+            or any(r.get('verdict') == 'unchecked' for r in rows):
         return 'partial (budget)'
     return 'ok'
 
@@ -714,7 +747,7 @@ def main(argv=None) -> int:
     for name in args.parts:
         clock = Clock(budgets[name], run_deadline)
         part = dict(budget_s=budgets[name], rows=[], notes=[])
-        print(f'# {name} (budget {budgets[name]:.0f} s)', flush=True)
+        print(f'# {name} (budget {budgets[name]:g} s)', flush=True)
         if clock.left() <= 0:
             part.update(status=SKIPPED, wall_s=0.0)
         else:
