@@ -59,6 +59,23 @@ def plot_convergence(path: str, out: str) -> None:
     print(f'wrote {out}')
 
 
+def print_table(paths: list[str]) -> None:
+    r"""One markdown row per CSV row: the shells' Ritz error ranges and the
+    means of 16 (the tuning table of benchmarks/RESULTS.md)."""
+    print('| run | step | wall (s) | Ritz n <= 2 max | Ritz n = 3 | Ritz n = 4 '
+          '| Ritz mean of 16 | own mean of 16 |')
+    print('|---|---|---|---|---|---|---|---|')
+    for path in paths:
+        with open(path, newline='') as fh:
+            for row in csv.DictReader(fh):
+                ritz = [100 * float(row[f'ritz_{i}']) for i in range(1, 17)]
+                own = [100 * float(row[f'own_{i}']) for i in range(1, 17)]
+                print(f"| {Path(path).stem} | {row['step']} | {float(row['wall_s']):.0f} "
+                      f"| {max(ritz[:4]):.2f} % | {min(ritz[4:9]):.1f}-{max(ritz[4:9]):.1f} % "
+                      f"| {min(ritz[9:]):.1f}-{max(ritz[9:]):.1f} % | {sum(ritz) / 16:.2f} % "
+                      f"| {sum(own) / 16:.2f} % |")
+
+
 def laguerre(n: int, alpha: int, x: torch.Tensor) -> torch.Tensor:
     r"""Generalized Laguerre :math:`L_n^{(\alpha)}(x)` by its three-term recurrence."""
     prev, cur = torch.zeros_like(x), torch.ones_like(x)
@@ -186,8 +203,13 @@ def main(argv=None) -> None:
     parser.add_argument('--states-out', default='benchmarks/results/hydrogen16_states.png')
     parser.add_argument('--samples', type=int, default=2 ** 15)
     parser.add_argument('--seed', type=int, default=2000)
+    parser.add_argument('--table', nargs='+', default=None, metavar='CSV',
+                        help='print a markdown summary of these CSVs and exit')
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    if args.table:
+        print_table(args.table)
+        return
     if args.csv:
         plot_convergence(args.csv, args.out)
     if args.fit:
