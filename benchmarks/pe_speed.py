@@ -185,10 +185,10 @@ PEERS = {
     'torch.linalg.eigh (batched dense)': peer_dense_eigh,
     'ours exact': ours('exact'),
     'ours arpack': ours('arpack'),
-    'ours arpack, float32, 1 round (PyG precision)': ours('arpack', dtype=torch.float32, tol=0,
-                                                          max_rounds=1),
-    'ours arpack, shift-invert': ours('arpack', shift_invert=True),
-    'ours neuralsvd': ours('neuralsvd', steps=3000),
+    'ours arpack, float32, 1 round (PyG precision)': ours(
+        'arpack', arpack_options=dict(dtype=torch.float32, tol=0, max_rounds=1)),
+    'ours arpack, shift-invert': ours('arpack', arpack_options=dict(shift_invert=True)),
+    'ours neuralsvd': ours('neuralsvd', neuralsvd_options=dict(steps=3000)),
     'ours auto': ours('auto'),
 }
 
@@ -366,7 +366,7 @@ def arpack_modes(seed: int, limit: float) -> None:
         for mode in (False, True, None):
             def solve(g=g, mode=mode):
                 return AddNeuralSVDPE(16, method='arpack', seed=seed, attr_name='pe',
-                                      shift_invert=mode)(g.clone()).pe
+                                      arpack_options=dict(shift_invert=mode))(g.clone()).pe
             status, wall, _, out = run_limited(solve, (), limit)
             cells.append(f'{wall:.2f}' if status == 'ok' else f'FAILED ({out})')
         print(f'| {name} | {g.num_nodes} | {ratio:.1f} | {ratio / g.num_nodes ** 0.5:.2f} | '

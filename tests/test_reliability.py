@@ -489,7 +489,7 @@ def test_arpack_options_that_cannot_give_an_answer_are_refused(kwargs, match, me
     n = 300  # 'auto' solves it with ARPACK on a CPU
     data = Data(edge_index=cycle_graph(n), num_nodes=n)
     with pytest.raises(ValueError, match=match):
-        AddNeuralSVDPE(3, method=method, seed=0, **kwargs)(data)
+        AddNeuralSVDPE(3, method=method, seed=0, arpack_options=kwargs)(data)
 
 
 @pytest.mark.parametrize('kwargs,match', [

@@ -1,5 +1,6 @@
 """AddNeuralSVDPE against closed-form spectra, torch.linalg.eigh and PyG."""
 import math
+import re
 
 import numpy as np
 import pytest
@@ -187,10 +188,11 @@ def test_arpack_recovers_many_missed_copies(dtype):
     exact = torch.stack([f(2 * math.pi * j * x / n) for j in range(1, k // 2 + 1)
                          for f in (torch.cos, torch.sin)], 1)
     if dtype == torch.float64:
-        once, _ = run(cycle_graph(n), n, k, 'arpack', dtype=dtype, max_rounds=1,
-                      shift_invert=False)
+        once, _ = run(cycle_graph(n), n, k, 'arpack', arpack_options=dict(
+            dtype=dtype, max_rounds=1, shift_invert=False))
         assert max_principal_sine(once, exact) > 0.5
-    pe, lam = run(cycle_graph(n), n, k, 'arpack', dtype=dtype, shift_invert=False)
+    pe, lam = run(cycle_graph(n), n, k, 'arpack',
+                  arpack_options=dict(dtype=dtype, shift_invert=False))
     expected = cycle_laplacian_spectrum(n)[1:k + 1] / 2
     assert relative_error(lam[0], expected).max() < 1e-3
     assert max_principal_sine(pe, exact) < 1e-3
@@ -211,7 +213,7 @@ def test_arpack_precisions_vs_eigh(dtype):
     k = 8
     L, values, vectors = reference(edge_index, n, k)
     assert values[k] < values[k + 1] - 1e-3
-    pe, lam = run(edge_index, n, k, 'arpack', dtype=dtype)
+    pe, lam = run(edge_index, n, k, 'arpack', arpack_options=dict(dtype=dtype))
     assert relative_error(lam[0], values[1:k + 1]).max() < 1e-5
     assert max_principal_sine(pe, vectors[:, 1:k + 1]) < 1e-3
     check_pairs(L, pe, lam)
@@ -222,7 +224,7 @@ def test_arpack_uncertified_float32_falls_back_to_float64(monkeypatch):
     edge_index, n = sparse_random_graph()
     k = 8
     certified, _ = run(edge_index, n, k, 'arpack')
-    double, _ = run(edge_index, n, k, 'arpack', dtype=torch.float64)
+    double, _ = run(edge_index, n, k, 'arpack', arpack_options=dict(dtype=torch.float64))
     assert not torch.equal(certified, double)  # the float32 round was kept
     monkeypatch.setattr(eigensolvers, 'CERTIFIED_SINE', 0.0)
     fallback, _ = run(edge_index, n, k, 'arpack')
@@ -241,7 +243,8 @@ def test_arpack_shift_invert_vs_eigh(normalization):
     edge_index, n = mesh_with_components()
     k = 10  # one zero contrast, then 9 non-zero pairs
     L, values, vectors = reference(edge_index, n, k, normalization)
-    pe, lam = run(edge_index, n, k, 'arpack', shift_invert=True, normalization=normalization)
+    pe, lam = run(edge_index, n, k, 'arpack', arpack_options=dict(shift_invert=True),
+                  normalization=normalization)
     # the isolated node has eigenvalue 1 under 'sym', 0 under D - A
     zeros = 2 if normalization == 'sym' else 3
     assert (values.abs() < 1e-10).sum() == zeros
@@ -259,7 +262,7 @@ def test_arpack_shift_invert_recovers_missed_copies():
     x = torch.arange(n, dtype=torch.float64)
     exact = torch.stack([f(2 * math.pi * j * x / n) for j in range(1, k // 2 + 1)
                          for f in (torch.cos, torch.sin)], 1)
-    pe, lam = run(cycle_graph(n), n, k, 'arpack', shift_invert=True)
+    pe, lam = run(cycle_graph(n), n, k, 'arpack', arpack_options=dict(shift_invert=True))
     assert relative_error(lam[0], cycle_laplacian_spectrum(n)[1:k + 1] / 2).max() < 1e-6
     assert max_principal_sine(pe, exact) < 1e-5
 
@@ -272,12 +275,12 @@ def test_arpack_switches_to_shift_invert_when_lanczos_stalls(monkeypatch):
     from pyg_spectral.solvers import laplacian as eigensolvers
     edge_index, n = sparse_random_graph()
     k = 10
-    forced, _ = run(edge_index, n, k, 'arpack', shift_invert=True)
+    forced, _ = run(edge_index, n, k, 'arpack', arpack_options=dict(shift_invert=True))
     assert not torch.equal(run(edge_index, n, k, 'arpack')[0], forced)  # plain Lanczos
     monkeypatch.setattr(eigensolvers, 'LANCZOS_RESTARTS', 1)
     assert torch.equal(run(edge_index, n, k, 'arpack')[0], forced)
     with pytest.raises(ArpackNoConvergence):
-        run(edge_index, n, k, 'arpack', shift_invert=False, maxiter=1)
+        run(edge_index, n, k, 'arpack', arpack_options=dict(shift_invert=False, maxiter=1))
 
 
 def test_neuralsvd_out_of_steps_warns_and_auto_falls_back_to_arpack(monkeypatch):
@@ -289,7 +292,7 @@ def test_neuralsvd_out_of_steps_warns_and_auto_falls_back_to_arpack(monkeypatch)
     k = 10
     L, values, vectors = reference(edge_index, n, k)
     with pytest.warns(RuntimeWarning, match='did not converge on graph 0 .*after 50 steps'):
-        unconverged, _ = run(edge_index, n, k, 'neuralsvd', steps=50)
+        unconverged, _ = run(edge_index, n, k, 'neuralsvd', neuralsvd_options=dict(steps=50))
     assert max_principal_sine(unconverged[:, 1:], vectors[:, 2:k + 1]) > 1e-2  # really wrong
 
     edge_index, n = sparse_random_graph()  # not mesh-like: 'auto' tries NeuralSVD
@@ -298,7 +301,7 @@ def test_neuralsvd_out_of_steps_warns_and_auto_falls_back_to_arpack(monkeypatch)
     monkeypatch.setattr(AddNeuralSVDPE, '_accelerated', staticmethod(lambda problem: True))
     monkeypatch.setattr(AddNeuralSVDPE, 'EXACT_THRESHOLD', 0)  # n = 300: else 'exact'
     with pytest.warns(RuntimeWarning, match='solving it with ARPACK'):
-        pe, lam = run(edge_index, n, k, 'auto', steps=50)
+        pe, lam = run(edge_index, n, k, 'auto', neuralsvd_options=dict(steps=50))
     assert torch.equal(pe, arpack)
     assert max_principal_sine(pe, vectors[:, 1:k + 1]) < 1e-3
     check_pairs(L, pe, lam)
@@ -314,7 +317,7 @@ def test_auto_on_accelerator_sends_meshes_to_arpack(monkeypatch):
     edge_index, n = mesh_with_components()
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        pe, _ = run(edge_index, n, 10, 'auto', steps=50)
+        pe, _ = run(edge_index, n, 10, 'auto', neuralsvd_options=dict(steps=50))
     assert torch.equal(pe, run(edge_index, n, 10, 'arpack')[0])
     edge_index, n = sparse_random_graph()
     assert torch.equal(run(edge_index, n, 8, 'auto')[0], run(edge_index, n, 8, 'neuralsvd')[0])
@@ -325,7 +328,7 @@ def test_neuralsvd_without_tol_does_not_warn():
     edge_index, n = mesh_with_components()
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        run(edge_index, n, 4, 'neuralsvd', steps=20, tol=None)
+        run(edge_index, n, 4, 'neuralsvd', neuralsvd_options=dict(steps=20, tol=None))
 
 
 def test_envelope_ratio_grows_like_sqrt_n_on_meshes_and_like_n_on_expanders():
@@ -347,10 +350,11 @@ def test_arpack_default_mode_by_envelope():
     start, a random graph to plain Lanczos."""
     for edge_index, n in (mesh_with_components(), (cycle_graph(64), 64)):
         assert torch.equal(run(edge_index, n, 10, 'arpack')[0],
-                           run(edge_index, n, 10, 'arpack', shift_invert=True)[0])
+                           run(edge_index, n, 10, 'arpack',
+                               arpack_options=dict(shift_invert=True))[0])
     edge_index, n = sparse_random_graph()
     assert torch.equal(run(edge_index, n, 10, 'arpack')[0],
-                       run(edge_index, n, 10, 'arpack', shift_invert=False)[0])
+                       run(edge_index, n, 10, 'arpack', arpack_options=dict(shift_invert=False))[0])
 
 
 def test_seed_sign_convention_and_attr_name():
@@ -381,10 +385,97 @@ def test_bad_input():
         AddNeuralSVDPE(4, normalization='rw')
     with pytest.raises(ValueError, match='directed'):
         AddNeuralSVDPE(2)(Data(edge_index=torch.tensor([[0, 1], [1, 2]]), num_nodes=3))
-    with pytest.raises(TypeError, match='solver keyword'):
+    with pytest.raises(TypeError, match='unexpected keyword argument.*stepz'):
         AddNeuralSVDPE(2, method='neuralsvd', stepz=3)
-    with pytest.raises(ValueError, match='dtype'):
-        AddNeuralSVDPE(2, method='arpack', dtype=torch.float16)(Data(edge_index=cycle_graph(70), num_nodes=70))
+    with pytest.raises(ValueError, match='dtype must be None, torch.float32 or torch.float64'):
+        AddNeuralSVDPE(2, method='arpack', arpack_options=dict(dtype=torch.float16))
+
+
+@pytest.mark.parametrize('key,value', [('which', 'LA'), ('sigma', 0.5), ('v0', None), ('k', 3),
+                                       ('largest', True), ('return_eigenvectors', False)])
+def test_solver_arguments_that_change_the_result_are_refused(key, value):
+    r"""A solver argument that would return other pairs than the k smallest
+    non-trivial ones (or none) is refused with the reason, as a keyword
+    argument and in either options dict: :obj:`which='LA'` once reached
+    eigsh and returned the largest eigenpairs."""
+    if key != 'k':  # (k is the transform's first argument)
+        with pytest.raises(TypeError, match=f'does not take {key}='):
+            AddNeuralSVDPE(4, method='arpack', **{key: value})
+    for argument, method in (('arpack_options', 'arpack'), ('neuralsvd_options', 'neuralsvd')):
+        with pytest.raises(ValueError, match=re.escape(f"{argument}[{key!r}] cannot be set")):
+            AddNeuralSVDPE(4, method=method, **{argument: {key: value}})
+    with pytest.raises(TypeError, match="which='LA'.*k smallest non-trivial eigenpairs"):
+        AddNeuralSVDPE(4, method='arpack', which='LA')
+
+
+def test_solver_keywords_say_how_to_write_the_call():
+    with pytest.raises(TypeError, match=re.escape("pass arpack_options={'tol': 1e-06}")):
+        AddNeuralSVDPE(4, method='arpack', tol=1e-6)
+    # tol means different things to the two solvers that 'auto' may run
+    with pytest.raises(TypeError, match=re.escape("pass arpack_options={'tol': 1e-06, "
+                                                  "'max_rounds': 1}, neuralsvd_options="
+                                                  "{'tol': 1e-06, 'steps': 9} (tol: an option "
+                                                  "of both solvers")):
+        AddNeuralSVDPE(4, tol=1e-6, steps=9, max_rounds=1)
+    with pytest.raises(TypeError, match="steps=, a setting of neuralsvd_options, which "
+                                        "method='arpack' does not use"):
+        AddNeuralSVDPE(4, method='arpack', steps=9)
+    with pytest.raises(TypeError, match="method='exact' runs no iterative solver"):
+        AddNeuralSVDPE(4, method='exact', tol=1e-6)
+
+
+def test_solver_options_are_checked_at_construction():
+    with pytest.raises(ValueError, match="arpack_options has no option 'steps'; its options "
+                                         "are: tol, ncv, maxiter, max_rounds"):
+        AddNeuralSVDPE(4, method='arpack', arpack_options={'steps': 9})
+    with pytest.raises(ValueError, match="neuralsvd_options: steps must be an integer >= 1, "
+                                         "got 0"):
+        AddNeuralSVDPE(4, method='neuralsvd', neuralsvd_options={'steps': 0})
+    with pytest.raises(ValueError, match='arpack_options: shift_invert must be None, True or '
+                                         'False, got 1'):
+        AddNeuralSVDPE(4, method='arpack', arpack_options={'shift_invert': 1})
+    with pytest.raises(ValueError, match="neuralsvd_options are given, but method='arpack' "
+                                         "never runs that solver"):
+        AddNeuralSVDPE(4, method='arpack', neuralsvd_options={'steps': 9})
+    with pytest.raises(ValueError, match="arpack_options are given, but method='exact'"):
+        AddNeuralSVDPE(4, method='exact', arpack_options={'tol': 0})
+    with pytest.raises(TypeError, match='arpack_options must be a dict of options or None, '
+                                        'got list'):
+        AddNeuralSVDPE(4, arpack_options=[('tol', 0)])
+    both = AddNeuralSVDPE(4, arpack_options={'tol': 0}, neuralsvd_options={'tol': None})
+    assert both.arpack_options == {'tol': 0} and both.neuralsvd_options == {'tol': None}
+
+
+def test_each_solver_gets_its_own_options(monkeypatch):
+    r"""Under :obj:`'auto'` (on a simulated accelerator) NeuralSVD gets
+    :obj:`neuralsvd_options`, runs out of steps, and ARPACK solves the graph
+    again with :obj:`arpack_options`: its tolerance, and one round without
+    the probe for missed copies."""
+    from pyg_spectral.solvers import laplacian as eigensolvers
+    fits, solves = [], []
+    fit, eigsh = eigensolvers.NeuralSVD.fit, eigensolvers.eigsh
+
+    def spy_fit(self, operator, **kwargs):
+        fits.append(kwargs)
+        return fit(self, operator, **kwargs)
+
+    def spy_eigsh(A, **kwargs):
+        solves.append(kwargs)
+        return eigsh(A, **kwargs)
+    monkeypatch.setattr(eigensolvers.NeuralSVD, 'fit', spy_fit)
+    monkeypatch.setattr(eigensolvers, 'eigsh', spy_eigsh)
+    monkeypatch.setattr(AddNeuralSVDPE, '_accelerated', staticmethod(lambda problem: True))
+    monkeypatch.setattr(AddNeuralSVDPE, 'EXACT_THRESHOLD', 0)
+    edge_index, n = sparse_random_graph()
+    with pytest.warns(RuntimeWarning, match='solving it with ARPACK'):
+        run(edge_index, n, 8, 'auto', neuralsvd_options=dict(steps=50, tol=1e-4),
+            arpack_options=dict(tol=1e-9, max_rounds=1))
+    assert len(fits) == 1 and fits[0]['steps'] == 50 and fits[0]['tol'] == 1e-4
+    assert fits[0]['largest'] is False
+    assert [(call['tol'], call['which']) for call in solves] == [(1e-9, 'SA')]  # no probe
+    solves.clear()
+    run(edge_index, n, 8, 'arpack', arpack_options=dict(tol=1e-9))
+    assert len(solves) > 1 and solves[1]['k'] == 1  # the probe
 
 
 @pytest.fixture

@@ -10,9 +10,12 @@ eigenpairs of the deflated Laplacian, i.e. the non-zero part of the spectrum.
 from __future__ import annotations
 
 import contextlib
-import inspect
+import math
+import numbers
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -157,39 +160,108 @@ def _problem_seed(seed: int | None, g: int) -> int | None:
     return None if seed is None else seed * 1_000_003 + g
 
 
-def _split_kwargs(kwargs: dict, *targets) -> list[dict]:
-    r"""Routes keyword arguments to the callables that accept them."""
-    out, used = [], set()
-    for target in targets:
-        names = set(inspect.signature(target).parameters)
-        out.append({key: v for key, v in kwargs.items() if key in names})
-        used |= names
-    unknown = set(kwargs) - used
-    if unknown:
-        raise TypeError(f"unexpected solver keyword argument(s) {sorted(unknown)}")
-    return out
+class SolverOption(NamedTuple):
+    r"""One option a solver takes from :class:`~pyg_spectral.transforms.AddNeuralSVDPE`:
+    what its value must be (said in errors), the test of it, and where it
+    goes (:obj:`'init'`: :class:`NeuralSVD`, :obj:`'fit'`: :meth:`NeuralSVD.fit`,
+    :obj:`'arpack'`: :func:`solve_arpack`)."""
+    expected: str
+    check: Callable[[Any], bool]
+    target: str
 
 
-def _accepted(method: str) -> set[str]:
-    targets = {'neuralsvd': (NeuralSVD.__init__, NeuralSVD.fit), 'arpack': (solve_arpack, eigsh),
-               'exact': ()}[method]
-    return set().union(*(inspect.signature(t).parameters for t in targets)) - {'self'}
+def _integer(minimum: int) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= minimum
 
 
-def check_solver_kwargs(method: str, kwargs: dict) -> None:
-    r"""Raises :class:`TypeError` for keyword arguments that the solver(s)
-    of :obj:`method` do not take (:obj:`'auto'` accepts those of either)."""
-    names = _accepted('neuralsvd') | _accepted('arpack') if method == 'auto' else _accepted(method)
-    unknown = set(kwargs) - names
-    if unknown:
-        raise TypeError(f"unexpected solver keyword argument(s) {sorted(unknown)} "
-                        f"for method={method!r}")
+def _real(positive: bool) -> Callable[[Any], bool]:
+    return lambda v: (isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                      and (v > 0 if positive else v >= 0))
 
 
-def solver_kwargs_for(method: str, kwargs: dict) -> dict:
-    r"""The part of :obj:`kwargs` that the solver of :obj:`method` takes."""
-    names = _accepted(method)
-    return {key: value for key, value in kwargs.items() if key in names}
+def _or_none(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
+    return lambda v: v is None or check(v)
+
+
+def _one_of(*values: Any) -> Callable[[Any], bool]:
+    # by identity for None, bools and dtypes: 1 == True, and 0 must not pass for False
+    return lambda v: any(v is x for x in values) or (isinstance(v, str) and v in values)
+
+
+# The options are listed, not read from the solvers' signatures: a parameter
+# added to NeuralSVD or eigsh is not a transform option until it is written
+# here, and those that would change what the transform returns are refused
+# (CONTRACT_KEYS) instead of being passed on.
+ARPACK_OPTIONS: dict[str, SolverOption] = {
+    'tol': SolverOption('a finite number >= 0 (relative accuracy of the Ritz values; '
+                        '0: machine precision)', _real(False), 'arpack'),
+    'ncv': SolverOption('an integer >= 2 (Lanczos vectors, more than the pairs wanted)',
+                        _integer(2), 'arpack'),
+    'maxiter': SolverOption('an integer >= 1 (ARPACK restarts)', _integer(1), 'arpack'),
+    'max_rounds': SolverOption('an integer >= 1 (1: one ARPACK round and no check for missed '
+                               'copies)', _integer(1), 'arpack'),
+    'oversample': SolverOption('None or an integer >= 0', _or_none(_integer(0)), 'arpack'),
+    'dtype': SolverOption('None, torch.float32 or torch.float64',
+                          _one_of(None, torch.float32, torch.float64), 'arpack'),
+    'shift_invert': SolverOption('None, True or False', _one_of(None, True, False), 'arpack'),
+}
+NEURALSVD_OPTIONS: dict[str, SolverOption] = {
+    'steps': SolverOption('an integer >= 1', _integer(1), 'fit'),
+    'tol': SolverOption('None or a finite number >= 0 (Ritz residuals relative to the '
+                        'spectral bound)', _or_none(_real(False)), 'fit'),
+    'check_every': SolverOption('an integer >= 1', _integer(1), 'fit'),
+    'lr': SolverOption('None or a finite number > 0', _or_none(_real(True)), 'fit'),
+    'progress': SolverOption('True or False', _one_of(True, False), 'fit'),
+    'nesting': SolverOption("'joint' or 'sequential'", _one_of('joint', 'sequential'), 'init'),
+    'optimizer': SolverOption("None, 'sgd' or 'adam'", _one_of(None, 'sgd', 'adam'), 'init'),
+    'momentum': SolverOption('None or a finite number >= 0', _or_none(_real(False)), 'init'),
+    'grad_clip': SolverOption('None or a finite number > 0', _or_none(_real(True)), 'init'),
+    'step_scale': SolverOption('None or a finite number > 0', _or_none(_real(True)), 'init'),
+    'oversample': SolverOption('None or an integer >= 0', _or_none(_integer(0)), 'init'),
+    'ritz_restart': SolverOption('True or False', _one_of(True, False), 'init'),
+}
+_SMALLEST = "AddNeuralSVDPE returns the k smallest non-trivial eigenpairs of the Laplacian, always"
+_SHIFT_INVERT = ("shift-invert is chosen by arpack_options={'shift_invert': True}, its pole "
+                 "fixed just below the spectrum")
+_SEEDED = "the starting vectors are drawn from the transform's seed="
+_FREE_TABLE = ("the transform fits a free table per graph; a learned encoder is passed as "
+               "encoder=PEEncoder(...)")
+# solver arguments that would change what the transform returns
+CONTRACT_KEYS: dict[str, str] = {
+    'k': "the number of eigenpairs is the transform's k", 'which': _SMALLEST,
+    'largest': _SMALLEST, 'sigma': _SHIFT_INVERT, 'OPinv': _SHIFT_INVERT, 'mode': _SHIFT_INVERT,
+    'M': "a generalised eigenproblem is not the Laplacian's", 'Minv': _SHIFT_INVERT,
+    'v0': _SEEDED, 'init': _SEEDED, 'seed': "it is the transform's own seed= argument",
+    'return_eigenvectors': 'the encoding is the eigenvectors',
+    'refine': 'the closing Rayleigh-Ritz step orders the pairs and is always on',
+    'svd': 'the Laplacian is symmetric: the eigenvalue form is used',
+    'model': _FREE_TABLE, 'inputs': _FREE_TABLE,
+}
+
+
+def check_solver_options(argument: str, options: Mapping[str, Any] | None,
+                         table: Mapping[str, SolverOption]) -> dict[str, Any]:
+    r"""A copy of :obj:`options` (:obj:`{}` for :obj:`None`) once every key is
+    an option of :obj:`table` (:obj:`ARPACK_OPTIONS` or :obj:`NEURALSVD_OPTIONS`)
+    and every value of the kind it needs. :obj:`argument` names the options
+    in the errors: :class:`TypeError` when they are not a mapping,
+    :class:`ValueError` for a key of :obj:`CONTRACT_KEYS` (with the reason),
+    an unknown key (with the allowed ones) or a bad value."""
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"{argument} must be a dict of options or None, got "
+                        f"{type(options).__name__}")
+    allowed = ', '.join(table)
+    for key, value in options.items():
+        if key in CONTRACT_KEYS:
+            raise ValueError(f"{argument}[{key!r}] cannot be set: {CONTRACT_KEYS[key]}. "
+                             f"Its options are: {allowed}")
+        if key not in table:
+            raise ValueError(f"{argument} has no option {key!r}; its options are: {allowed}")
+        if not table[key].check(value):
+            raise ValueError(f"{argument}: {key} must be {table[key].expected}, got {value!r}")
+    return dict(options)
 
 
 # tol bounds the Ritz residuals relative to the spectral bound; 1e-5 is
@@ -212,30 +284,32 @@ class NeuralSVDNoConvergence(RuntimeError):
 
 
 def solve_neuralsvd(problem: LaplacianProblem, g: int, seed: int | None,
-                    device: torch.device | None, **kwargs) -> tuple[Tensor, Tensor]:
+                    device: torch.device | None, **options: Any) -> tuple[Tensor, Tensor]:
     r"""NeuralSVD (free table, Nesterov SGD with Rayleigh-Ritz restarts) on
     the deflated Laplacian of graph :obj:`g`, on :obj:`device`; returns
-    :obj:`(vectors [n_g, q], values [q])` ascending. :obj:`kwargs` go to
-    :class:`~pyg_spectral.solvers.NeuralSVD` or its :meth:`fit`. Raises
+    :obj:`(vectors [n_g, q], values [q])` ascending. :obj:`options`: those of
+    :obj:`NEURALSVD_OPTIONS`, passed to :class:`~pyg_spectral.solvers.NeuralSVD`
+    or its :meth:`fit` (defaults :obj:`NEURALSVD_DEFAULTS`). Raises
     :class:`NeuralSVDNoConvergence` when :obj:`tol` (not :obj:`None`) was
     not met within :obj:`steps`."""
+    options = check_solver_options('solve_neuralsvd options', options, NEURALSVD_OPTIONS)
     q = int(problem.q[g])
     op = problem.graph_operator(g)
     if device is not None:
         op = op.to(device)
-    init_kw, fit_kw = _split_kwargs(kwargs, NeuralSVD.__init__, NeuralSVD.fit)
-    init_kw.setdefault('seed', _problem_seed(seed, g))
+    init_kw = {key: v for key, v in options.items() if NEURALSVD_OPTIONS[key].target == 'init'}
+    fit_kw = {key: v for key, v in options.items() if NEURALSVD_OPTIONS[key].target == 'fit'}
     fit_kw = {**NEURALSVD_DEFAULTS, 'progress': False, **fit_kw}
     with warnings.catch_warnings():  # the transform words its own warning
         warnings.filterwarnings('ignore', 'NeuralSVD did not reach', RuntimeWarning)
-        result = NeuralSVD(q, **init_kw).fit(op, largest=False, refine=True, **fit_kw)
+        result = NeuralSVD(q, seed=_problem_seed(seed, g), **init_kw).fit(
+            op, largest=False, refine=True, **fit_kw)
     if fit_kw['tol'] is not None and not result.converged:
         raise NeuralSVDNoConvergence(g, op.shape[0], result.steps, fit_kw['tol'],
                                      result.eigenvectors, result.eigenvalues)
     return result.eigenvectors, result.eigenvalues
 
 
-ARPACK_DEFAULTS = dict(tol=1e-8, which='SA')
 # The check for missed copies needs only the smallest eigenvalue of the
 # operator with the found pairs deflated, and only whether it lies below the
 # q-th found value: a Ritz value is an upper bound of the smallest eigenvalue,
@@ -302,11 +376,14 @@ def is_mesh_like(matrix: Tensor) -> bool:
 def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
                  oversample: int | None = None, max_rounds: int = 8,
                  dtype: torch.dtype | None = None, shift_invert: bool | None = None,
-                 **kwargs) -> tuple[Tensor, Tensor]:
+                 tol: float = 1e-8, ncv: int | None = None,
+                 maxiter: int | None = None) -> tuple[Tensor, Tensor]:
     r"""SciPy's ARPACK (:func:`scipy.sparse.linalg.eigsh`, CPU) on the
     deflated Laplacian of graph :obj:`g`, started from seeded vectors so that
     the result is reproducible; returns :obj:`(vectors [n_g, q], values [q])`.
-    :obj:`kwargs` go to :func:`eigsh` (:obj:`tol`, :obj:`ncv`, :obj:`maxiter`, ...).
+    :obj:`tol`, :obj:`ncv` and :obj:`maxiter` go to :func:`eigsh` (the
+    rounds that find the pairs; :obj:`None`: SciPy's default). The options
+    are those of :obj:`ARPACK_OPTIONS`.
 
     A single-vector Krylov method sees one direction per eigenspace: on a
     64-cycle, whose eigenvalues are all double, plain ARPACK returned one copy
@@ -350,16 +427,12 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
     converges within the budget and no LU is formed (on PubMed the LU would
     cost several times the whole plain solve). An explicit :obj:`maxiter`
     is honoured as the budget."""
-    if dtype not in (None, torch.float32, torch.float64):
-        raise ValueError(f"dtype must be None, torch.float32 or torch.float64, got {dtype}")
+    eigsh_options = dict(tol=tol, **{key: v for key, v in dict(ncv=ncv, maxiter=maxiter).items()
+                                     if v is not None})
     # zero rounds or a negative oversample compute nothing and would return zeros
-    if not isinstance(max_rounds, (int, np.integer)) or isinstance(max_rounds, bool) \
-            or max_rounds < 1:
-        raise ValueError(f"max_rounds must be an integer >= 1 (1: one ARPACK round and no "
-                         f"check for missed copies), got {max_rounds!r}")
-    if oversample is not None and (not isinstance(oversample, (int, np.integer))
-                                   or isinstance(oversample, bool) or oversample < 0):
-        raise ValueError(f"oversample must be None or an integer >= 0, got {oversample!r}")
+    check_solver_options('solve_arpack', dict(
+        oversample=oversample, max_rounds=max_rounds, dtype=dtype, shift_invert=shift_invert,
+        **eigsh_options), ARPACK_OPTIONS)
     q = int(problem.q[g])
     op = problem.graph_operator(g).to('cpu', torch.float64)
     M = op.laplacian.matrix
@@ -426,7 +499,7 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
         return eigsh(inverse, **{**options, 'sigma': sigma, 'which': 'LM', 'OPinv': inverse})
 
     generator = torch.Generator().manual_seed(s) if (s := _problem_seed(seed, g)) is not None else None
-    options = {**ARPACK_DEFAULTS, **kwargs}
+    options = {'which': 'SA', **eigsh_options}
     extra = 0 if oversample is None else oversample
     found_vectors, found_values = np.zeros((n, 0)), np.zeros(0)
     probe = None  # the smallest eigenvalue left once nothing was missed
@@ -462,7 +535,7 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
         except ArpackNoConvergence:
             if round_ or shift_invert is not None:
                 raise
-            return solve_arpack(problem, g, seed, oversample, max_rounds, dtype, True, **kwargs)
+            return solve_arpack(problem, g, seed, oversample, max_rounds, dtype, True, **eigsh_options)
         if real is np.float32:  # float64 Ritz pairs of the float32 span
             vectors = np.linalg.qr(vectors.astype(np.float64))[0]
             values, rotation = np.linalg.eigh(vectors.T @ (L @ vectors))
@@ -483,7 +556,7 @@ def solve_arpack(problem: LaplacianProblem, g: int, seed: int | None,
         gap = -np.inf if following is None else following * (1 - PROBE_TOL) - found_values[-1]
         if not residual <= CERTIFIED_SINE * gap:
             return solve_arpack(problem, g, seed, oversample, max_rounds, torch.float64,
-                                shift_invert, **kwargs)
+                                shift_invert, **eigsh_options)
     return torch.from_numpy(np.ascontiguousarray(found_vectors)), torch.from_numpy(found_values)
 
 

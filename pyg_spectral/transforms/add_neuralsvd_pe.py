@@ -18,14 +18,58 @@ from torch_geometric.utils import remove_self_loops, scatter
 from ..devices import resolve_device
 from ..operators import GraphOperator
 from ..operators.graph import DirectedGraphError
-from ..solvers.laplacian import (LaplacianProblem, NeuralSVDNoConvergence, check_solver_kwargs,
-                           is_mesh_like, solve_arpack, solve_exact, solve_neuralsvd,
-                           solver_kwargs_for)
+from ..solvers.laplacian import (ARPACK_OPTIONS, CONTRACT_KEYS, NEURALSVD_OPTIONS,
+                                 LaplacianProblem, NeuralSVDNoConvergence, check_solver_options,
+                                 is_mesh_like, solve_arpack, solve_exact, solve_neuralsvd)
 from .encoder import encoder_solve
 from ..operators.nullspace import NullSpace
 
 METHODS = ('auto', 'exact', 'neuralsvd', 'arpack')
 NORMALIZATIONS = {'sym': 'sym_laplacian', None: 'laplacian'}
+# the methods that can run each solver ('auto': ARPACK on a CPU, NeuralSVD on
+# an accelerator, ARPACK again where NeuralSVD runs out of steps)
+SOLVER_METHODS = {'arpack_options': ('arpack', 'auto'), 'neuralsvd_options': ('neuralsvd', 'auto')}
+
+
+def _solver_keywords_error(method: str, kwargs: dict[str, Any]) -> TypeError:
+    r"""The error for solver settings passed as keyword arguments, saying
+    how to write the call instead."""
+    names = ', '.join(f'{key}=' for key in kwargs)
+    contract = [key for key in kwargs if key in CONTRACT_KEYS]
+    if contract:
+        key = contract[0]
+        return TypeError(f"AddNeuralSVDPE() does not take {key}={kwargs[key]!r}: "
+                         f"{CONTRACT_KEYS[key]}")
+    if method == 'exact' and all(key in ARPACK_OPTIONS or key in NEURALSVD_OPTIONS
+                                 for key in kwargs):
+        return TypeError(f"AddNeuralSVDPE() got solver settings ({names}), but method='exact' "
+                         f"runs no iterative solver: drop them, or pass them as arpack_options= "
+                         f"or neuralsvd_options= with method='arpack', 'neuralsvd' or 'auto'")
+    per_solver = {}
+    for argument, table in (('arpack_options', ARPACK_OPTIONS),
+                            ('neuralsvd_options', NEURALSVD_OPTIONS)):
+        found = {key: value for key, value in kwargs.items() if key in table}
+        if found and method in SOLVER_METHODS[argument]:
+            per_solver[argument] = found
+    unknown = [key for key in kwargs if not any(key in found for found in per_solver.values())]
+    unused = [(key, argument) for key in unknown for argument, table in
+              (('arpack_options', ARPACK_OPTIONS), ('neuralsvd_options', NEURALSVD_OPTIONS))
+              if key in table]
+    if unused and len(unused) == len(unknown):
+        key, argument = unused[0]
+        return TypeError(f"AddNeuralSVDPE() got {key}=, a setting of {argument}, which "
+                         f"method={method!r} does not use (methods {SOLVER_METHODS[argument]} do)")
+    if unknown:
+        return TypeError(
+            f"AddNeuralSVDPE() got unexpected keyword argument(s) {names}; solver settings go "
+            f"in arpack_options (keys: {', '.join(ARPACK_OPTIONS)}) or neuralsvd_options "
+            f"(keys: {', '.join(NEURALSVD_OPTIONS)})")
+    rewrite = ', '.join(f'{argument}={found!r}' for argument, found in per_solver.items())
+    both = [key for key in kwargs if key in ARPACK_OPTIONS and key in NEURALSVD_OPTIONS]
+    note = (f" ({', '.join(both)}: an option of both solvers, with a meaning of its own in "
+            f"each; keep the one you mean)" if both and len(per_solver) > 1 else '')
+    return TypeError(f"AddNeuralSVDPE() takes solver settings per solver, not as keyword "
+                     f"arguments ({names}): pass {rewrite}{note}")
 
 
 def _shift_right(x: Tensor, s: int) -> Tensor:
@@ -155,21 +199,39 @@ class AddNeuralSVDPE(BaseTransform):
             back on the data's device.
         random_sign: flip each column's sign at random (as PyG).
         seed: seed of the random signs and of the iterative solvers' starts.
-        **solver_kwargs: passed to the solver: for :obj:`'neuralsvd'` any
-            argument of :class:`~pyg_spectral.solvers.NeuralSVD` or its
-            :meth:`fit` (default :obj:`steps=4000, tol=1e-5`; a graph
-            that does not converge within :obj:`steps` emits a
-            :class:`RuntimeWarning`, and under :obj:`'auto'` is solved again
-            with ARPACK on the CPU); for
-            :obj:`'arpack'` any of :func:`eigsh` (default :obj:`tol=1e-8`) and
+        arpack_options: settings of ARPACK (:obj:`method='arpack'` or
+            :obj:`'auto'`), a dict with keys from
+            :obj:`~pyg_spectral.solvers.laplacian.ARPACK_OPTIONS`: :obj:`tol`
+            (default 1e-8), :obj:`ncv` and :obj:`maxiter` of :func:`eigsh`;
             :obj:`max_rounds` (default 8; 1 skips the probe for missed
             copies of repeated eigenvalues), :obj:`dtype` of the main round
             (default :obj:`None`: float32, kept where an error bound certifies
-            it, else float64; see :func:`~pyg_spectral.solvers.laplacian.solve_arpack`),
-            :obj:`oversample`, and :obj:`shift_invert` (default :obj:`None`:
-            shift-invert with one sparse LU for mesh-like graphs, plain
-            Lanczos for the others, switching to shift-invert when it
-            stalls; see :func:`~pyg_spectral.solvers.laplacian.solve_arpack`).
+            it, else float64), :obj:`oversample`, and :obj:`shift_invert`
+            (default :obj:`None`: shift-invert with one sparse LU for
+            mesh-like graphs, plain Lanczos for the others, switching to
+            shift-invert when it stalls); see
+            :func:`~pyg_spectral.solvers.laplacian.solve_arpack`.
+        neuralsvd_options: settings of NeuralSVD (:obj:`method='neuralsvd'`
+            or :obj:`'auto'`), a dict with keys from
+            :obj:`~pyg_spectral.solvers.laplacian.NEURALSVD_OPTIONS`:
+            :obj:`steps`, :obj:`tol`, :obj:`check_every`, :obj:`lr`,
+            :obj:`progress` of :meth:`~pyg_spectral.solvers.NeuralSVD.fit`
+            (default :obj:`steps=4000, tol=1e-5`) and :obj:`nesting`,
+            :obj:`optimizer`, :obj:`momentum`, :obj:`grad_clip`,
+            :obj:`step_scale`, :obj:`oversample`, :obj:`ritz_restart` of
+            :class:`~pyg_spectral.solvers.NeuralSVD`. A graph that does not
+            converge within :obj:`steps` emits a :class:`RuntimeWarning`,
+            and under :obj:`'auto'` is solved again with ARPACK on the CPU.
+
+    Both option dicts are checked here: an unknown key, a value of the
+    wrong kind, options of a solver that :obj:`method` never runs, and the
+    solver arguments that would change the result (:obj:`which`,
+    :obj:`sigma`, :obj:`v0`, :obj:`k`, ...) raise :class:`ValueError`.
+    :obj:`tol` and :obj:`oversample` exist in both with different meanings
+    (:obj:`tol`: ARPACK's relative accuracy of the Ritz values, NeuralSVD's
+    Ritz residuals relative to the spectral bound), hence one dict per solver. A solver
+    setting passed as a keyword argument raises :class:`TypeError` saying
+    which dict it belongs in.
     """
     EXACT_THRESHOLD: int = 256
     SPARSE_MIN_NODES: int = 64
@@ -185,7 +247,9 @@ class AddNeuralSVDPE(BaseTransform):
         device: torch.device | str | None = None,
         random_sign: bool = True,
         seed: int | None = None,
-        **solver_kwargs: Any,
+        arpack_options: dict[str, Any] | None = None,
+        neuralsvd_options: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
             raise ValueError(f"k must be a positive integer, got {k!r}")
@@ -197,11 +261,20 @@ class AddNeuralSVDPE(BaseTransform):
             raise TypeError(f"seed must be an int or None, got {type(seed).__name__}")
         if encoder is not None and getattr(encoder, 'k', k) < k:
             raise ValueError(f"encoder outputs {encoder.k} columns, fewer than k={k}")
-        check_solver_kwargs(method, solver_kwargs)
+        if kwargs:
+            raise _solver_keywords_error(method, kwargs)
+        self.arpack_options = check_solver_options('arpack_options', arpack_options,
+                                                   ARPACK_OPTIONS)
+        self.neuralsvd_options = check_solver_options('neuralsvd_options', neuralsvd_options,
+                                                      NEURALSVD_OPTIONS)
+        for argument, methods in SOLVER_METHODS.items():
+            if getattr(self, argument) and method not in methods:
+                raise ValueError(f"{argument} are given, but method={method!r} never runs that "
+                                 f"solver (it does with method={methods[0]!r} or 'auto')")
         self.k, self.attr_name, self.is_undirected = k, attr_name, is_undirected
         self.normalization, self.method, self.encoder = normalization, method, encoder
         self.device = resolve_device(device) if device is not None else None
-        self.random_sign, self.seed, self.solver_kwargs = random_sign, seed, solver_kwargs
+        self.random_sign, self.seed = random_sign, seed
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(k={self.k}, method={self.method!r}, '
@@ -321,22 +394,21 @@ class AddNeuralSVDPE(BaseTransform):
             return 'arpack'
         return 'neuralsvd'
 
-    def _solve_neuralsvd(self, problem: LaplacianProblem, g: int,
-                         kwargs: dict) -> tuple[Tensor, Tensor]:
+    def _solve_neuralsvd(self, problem: LaplacianProblem, g: int) -> tuple[Tensor, Tensor]:
         r"""NeuralSVD on graph :obj:`g`. Where it runs out of steps, :obj:`'auto'`
         solves the graph again with ARPACK on the CPU (the CPU path is always
         there), an explicit :obj:`'neuralsvd'` keeps the unconverged pairs;
         both warn."""
         try:
-            return solve_neuralsvd(problem, g, self.seed, self.device, **kwargs)
+            return solve_neuralsvd(problem, g, self.seed, self.device, **self.neuralsvd_options)
         except NeuralSVDNoConvergence as error:
             if self.method != 'auto':
                 warnings.warn(f"{error}; the encoding of this graph is not accurate "
-                              f"(raise steps=, or use method='arpack')", RuntimeWarning)
+                              f"(raise neuralsvd_options={{'steps': ...}}, or use "
+                              f"method='arpack')", RuntimeWarning)
                 return error.vectors, error.values
             warnings.warn(f"{error}; solving it with ARPACK on the CPU instead", RuntimeWarning)
-            return solve_arpack(problem, g, self.seed,
-                                **solver_kwargs_for('arpack', self.solver_kwargs))
+            return solve_arpack(problem, g, self.seed, **self.arpack_options)
 
     def _solve(self, problem: LaplacianProblem, vectors: Tensor, values: Tensor) -> None:
         sizes, q = problem.sizes(), problem.q
@@ -353,11 +425,10 @@ class AddNeuralSVDPE(BaseTransform):
         solve_exact(problem, small.nonzero().view(-1), vectors, values)
         for g in (wanted & ~small).nonzero().view(-1).tolist():
             method = self._sparse_method(problem, g)
-            kwargs = solver_kwargs_for(method, self.solver_kwargs)
             if method == 'arpack':
-                vec, val = solve_arpack(problem, g, self.seed, **kwargs)
+                vec, val = solve_arpack(problem, g, self.seed, **self.arpack_options)
             else:
-                vec, val = self._solve_neuralsvd(problem, g, kwargs)
+                vec, val = self._solve_neuralsvd(problem, g)
             a, b, t = int(problem.ptr[g]), int(problem.ptr[g + 1]), val.numel()
             vectors[a:b, :t] = vec.to(vectors)
             values[g, :t] = val.to(values)

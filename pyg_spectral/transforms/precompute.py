@@ -33,7 +33,8 @@ def _cache_key(dataset: InMemoryDataset, transform: AddNeuralSVDPE, node_slices:
                     attr_name=transform.attr_name, is_undirected=transform.is_undirected,
                     normalization=transform.normalization, method=transform.method,
                     device=device, random_sign=transform.random_sign, seed=transform.seed,
-                    solver_kwargs=dict(transform.solver_kwargs), num_graphs=len(dataset),
+                    arpack_options=dict(transform.arpack_options),
+                    neuralsvd_options=dict(transform.neuralsvd_options), num_graphs=len(dataset),
                     dtype=torch.get_default_dtype())
     graphs = {key: (dataset._data[key], (dataset.slices or {}).get(key))
               for key in ('edge_index', 'edge_weight') if key in dataset._data}
