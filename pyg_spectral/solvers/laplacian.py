@@ -230,7 +230,8 @@ _FREE_TABLE = ("the transform fits a free table per graph; a learned encoder is 
 CONTRACT_KEYS: dict[str, str] = {
     'k': "the number of eigenpairs is the transform's k", 'which': _SMALLEST,
     'largest': _SMALLEST, 'sigma': _SHIFT_INVERT, 'OPinv': _SHIFT_INVERT, 'mode': _SHIFT_INVERT,
-    'M': "a generalised eigenproblem is not the Laplacian's", 'Minv': _SHIFT_INVERT,
+    'M': "a generalised eigenproblem is not the Laplacian's",
+    'Minv': "a generalised eigenproblem is not the Laplacian's",
     'v0': _SEEDED, 'init': _SEEDED, 'seed': "it is the transform's own seed= argument",
     'return_eigenvectors': 'the encoding is the eigenvectors',
     'refine': 'the closing Rayleigh-Ritz step orders the pairs and is always on',
