@@ -59,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     from .bench.node_classification import (as_dict, format_table, resolve_device,
                                             run_node_classification)
     from .bench.registry import get_model
+    from .io import atomic_write_text
     args = build_parser().parse_args(argv)
     try:
         resolve_device(args.device)
@@ -70,20 +71,17 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"--out {args.out!r}: {out_dir} is not a writable directory")
         runs = [(d, m, k) for d in args.dataset for m in args.model
                 for k in (args.k or [None] if 'k' in get_model(m).options else [None])]
-        results = [
-            run_node_classification(d, m, seeds=args.seeds, epochs=args.epochs,
-                                    lr=args.lr, weight_decay=args.weight_decay,
-                                    device=args.device, progress=not args.no_progress,
-                                    basis_schedule=args.basis_schedule,
-                                    largest_component=args.largest_component, k=k,
-                                    basis_lr=args.basis_lr)
-            for d, m, k in runs
-        ]
+        results = []
+        for d, m, k in runs:
+            results.append(run_node_classification(
+                d, m, seeds=args.seeds, epochs=args.epochs, lr=args.lr,
+                weight_decay=args.weight_decay, device=args.device,
+                progress=not args.no_progress, basis_schedule=args.basis_schedule,
+                largest_component=args.largest_component, k=k, basis_lr=args.basis_lr))
+            if args.out:  # after every run: a stopped sweep keeps what it finished
+                atomic_write_text(json.dumps([as_dict(r) for r in results], indent=2), args.out)
     except (ValueError, FileNotFoundError) as err:
         print(f'pyg-spectral: error: {err}', file=sys.stderr)
         return 2
     print(format_table(results))
-    if args.out:
-        with open(args.out, 'w') as f:
-            json.dump([as_dict(r) for r in results], f, indent=2)
     return 0

@@ -13,7 +13,7 @@ import tempfile
 import types
 import zipfile
 from pathlib import Path
-from typing import Any
+from typing import IO, Any, Callable
 
 import numpy as np
 import torch
@@ -35,12 +35,22 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
     sees the old file or the new one, and an interrupted write leaves no
     partial file behind. Creates the parent directory. Errors (e.g. a
     read-only directory) propagate after the temporary file is removed."""
+    _atomic_write(path, lambda f: torch.save(obj, f), 'wb')
+
+
+def atomic_write_text(text: str, path: str | os.PathLike) -> None:
+    r"""Writes :obj:`text` to :obj:`path` as :func:`atomic_save` writes a
+    tensor file: complete or not at all."""
+    _atomic_write(path, lambda f: f.write(text), 'w')
+
+
+def _atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
-        with os.fdopen(fd, 'wb') as f:
-            torch.save(obj, f)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_UMASK)

@@ -99,3 +99,22 @@ def test_load_planetoid_names_bad_arguments():
         load_planetoid(None)
     with pytest.raises(ValueError, match="split must be one of"):
         load_planetoid('Cora', split='bogus')
+
+
+def test_out_is_written_after_every_run(tmp_path, monkeypatch, cora):
+    r"""A sweep stopped in its second run keeps the first one's result."""
+    from pyg_spectral.bench import node_classification
+    real, calls = node_classification.run_node_classification, []
+
+    def stop_at_second(*args, **kwargs):
+        calls.append(kwargs.get('k'))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+    monkeypatch.setattr(node_classification, 'run_node_classification', stop_at_second)
+    out = tmp_path / 'partial.json'
+    with pytest.raises(KeyboardInterrupt):
+        main(['bench', 'planetoid', '--model', 'lowrank-gcn-exact', '--k', '4', '8', '--seeds', '1',
+              '--epochs', '2', '--out', str(out), '--no-progress'])
+    assert [r['k'] for r in json.loads(out.read_text())] == [4]
+    assert [p.name for p in tmp_path.iterdir()] == ['partial.json']  # no temporary file left
