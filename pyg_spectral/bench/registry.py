@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 from torch import nn
-from torch_geometric.data import Data
 
 # (num_features, num_classes, data, **options) -> module whose forward(x, edge_index)
 # gives logits; options are the model's own settings (e.g. k), named in its spec
