@@ -569,7 +569,7 @@ def part_neuralsvd(device: torch.device, clock: Clock, smoke: bool, refs: Refere
 
 
 NEURALSVD_COLUMNS = [('graph', 'graph', ''), ('method', 'method', ''), ('wall s', 'wall_s', '.3f'),
-                     ('fit s', 'fit_s', '.3f'), ('steps', 'steps', 'd'),
+                     ('fit s', 'fit_s', '.3f'), ('steps', 'steps', 'd'), ('converged', 'converged', ''),
                      ('peak MiB', 'peak_mib', '.0f'), ('eig err', 'eig_err', '.1e'),
                      ('sine', 'sine', '.1e'), ('verdict', 'verdict', ''),
                      ('eigsh / ours', 'ratio', ''), ('status', 'status', ''),

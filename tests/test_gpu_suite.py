@@ -81,3 +81,49 @@ def test_a_part_whose_budget_is_spent_is_skipped_not_failed(tmp_path):
     parts = json.loads((tmp_path / 'gpu_suite.json').read_text())['parts']
     assert parts['pe']['status'] == 'skipped (budget)'
     assert parts['hydrogen']['status'] == 'ok'
+
+
+def _suite():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('gpu_suite', SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_part_that_raises_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
+    suite = _suite()
+
+    def broken(device, clock, smoke, refs, **kw):
+        raise RuntimeError('boom')
+
+    def wrong(device, clock, smoke, refs, **kw):
+        return [dict(graph='g', method='ours', wall_s=1.0, verdict='WRONG', status='ok')], []
+
+    def fine(device, clock, smoke, refs, **kw):
+        return [dict(graph='g', method='ours', wall_s=1.0, verdict='ok', status='ok')], []
+
+    monkeypatch.setitem(suite.RUNNERS, 'amortized', broken)
+    monkeypatch.setitem(suite.RUNNERS, 'pe', fine)
+    # full mode on the CPU: a failed part is not the run's failure while another part ran
+    assert suite.main(['--device', 'cpu', '--parts', 'amortized', 'pe', '--out', str(tmp_path)]) == 0
+    parts = json.loads((tmp_path / 'gpu_suite.json').read_text())['parts']
+    assert parts['amortized']['status'] == 'error' and 'boom' in parts['amortized']['error']
+    assert parts['pe']['status'] == 'ok'
+    assert suite.main(['--device', 'cpu', '--parts', 'amortized', '--out', str(tmp_path)]) == 1
+    # smoke: any failed part or WRONG result fails the run
+    assert suite.main(['--smoke', '--parts', 'amortized', 'pe', '--out', str(tmp_path)]) == 1
+    monkeypatch.setitem(suite.RUNNERS, 'pe', wrong)
+    assert suite.main(['--smoke', '--parts', 'pe', '--out', str(tmp_path)]) == 1
+    assert json.loads((tmp_path / 'gpu_suite.json').read_text())['parts']['pe']['status'] == \
+        'WRONG result(s)'
+
+
+def test_ratio_needs_both_sides_right():
+    suite = _suite()
+    ours = dict(wall_s=2.0, verdict='ok')
+    assert suite.ratio(dict(wall_s=6.0, verdict='ok'), ours) == '3.00x'
+    assert suite.ratio(dict(wall_s=6.0, verdict='WRONG'), ours) == '-'
+    assert suite.ratio(dict(wall_s=6.0, verdict='ok'), dict(wall_s=2.0, verdict='WRONG')) == '-'
+    assert suite.ratio(dict(wall_s=6.0, verdict='ok'), dict(wall_s=2.0, verdict='unchecked')) == '-'
+    assert suite.ratio(dict(wall_s=6.0, status='timeout'), ours).startswith('> 3.00x')
