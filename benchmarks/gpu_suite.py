@@ -254,10 +254,11 @@ def gcn_reference(edge_index: torch.Tensor, n: int, k: int):
     return values[:k], space[:, :K]
 
 
-def part_amortized(device: torch.device, clock: Clock, smoke: bool, refs: References, k: int = 16):
+def part_amortized(device: torch.device, clock: Clock, smoke: bool, refs: References, rows: list,
+                   notes: list, k: int = 16) -> None:
     from pyg_spectral.metrics import max_principal_sine
     from pyg_spectral.operators import GraphOperator
-    rows, notes = [], ['plain top-k (the paper\'s setting): U diag(lam) U^T of the GCN matrix, '
+    notes += ['plain top-k (the paper\'s setting): U diag(lam) U^T of the GCN matrix, '
                        'no component space; times are the fastest of the timed training steps '
                        '(two-layer backbone, Adam), each synchronized']
     iters = 3 if smoke else 10
@@ -335,7 +336,6 @@ def part_amortized(device: torch.device, clock: Clock, smoke: bool, refs: Refere
         rows.append(row)
         print(f'  amortized {row["graph"]}: t0 {t0}, t1 {t1}, t2 {t2}, speed-up {row["speedup"]}',
               flush=True)
-    return rows, notes
 
 
 def format_amortized(rows) -> list[str]:
@@ -416,10 +416,11 @@ def check_pe(graphs, outs, check_ids, refs_by_id) -> dict:
                 checked=len(check_ids), note='; '.join(notes))
 
 
-def part_pe(device: torch.device, clock: Clock, smoke: bool, refs: References, method: str = 'auto'):
+def part_pe(device: torch.device, clock: Clock, smoke: bool, refs: References, rows: list,
+            notes: list, method: str = 'auto') -> None:
     from torch_geometric.data import Batch
     from pyg_spectral.transforms import AddNeuralSVDPE
-    rows, notes = [], [f"ours: AddNeuralSVDPE(k, method={method!r}, seed=0) on {device}, one cold "
+    notes += [f"ours: AddNeuralSVDPE(k, method={method!r}, seed=0) on {device}, one cold "
                        f"call (a 300-node graph warmed the device up first), the data moved from "
                        f"the CPU and the result back included; PyG: AddLaplacianEigenvectorPE, "
                        f"per graph, on the CPU in a child process (torch threads: "
@@ -480,7 +481,6 @@ def part_pe(device: torch.device, clock: Clock, smoke: bool, refs: References, m
         peer['ratio'] = ratio(peer, ours_row)
         rows.append(peer)
         print(f"  pe {graph_label} PyG: {status} {seconds} {peer.get('verdict')}", flush=True)
-    return rows, notes
 
 
 def format_rows(rows, columns) -> list[str]:
@@ -503,18 +503,18 @@ PE_COLUMNS = [('graph', 'graph', ''), ('method', 'method', ''), ('wall s', 'wall
 
 
 # -------------------------------------------------------------- neuralsvd
-def part_neuralsvd(device: torch.device, clock: Clock, smoke: bool, refs: References,
+def part_neuralsvd(device: torch.device, clock: Clock, smoke: bool, refs: References, rows: list,
+                   notes: list,
                    steps: int = 3000, tol: float = 1e-5):
     from pyg_spectral import GraphOperator, NeuralSVD
     k = neuralsvd_speed.K
     n = 2000 if smoke else 1_000_000
-    notes = [f'k = {k} smallest of the sym. normalized Laplacian of a block model '
+    notes += [f'k = {k} smallest of the sym. normalized Laplacian of a block model '
              f'(common.block_graph); ours: NeuralSVD(k).fit(free table, steps<={steps}, '
              f'tol={tol:g}, refine=True) on {device}, cold, timed from the CPU edge_index '
              f'(copy and operator build included), stopped early if the budget runs out; '
              f'SciPy eigsh(L, k, which="SA") on the CPU in a child process (L prebuilt, not '
              f'timed); checks: neuralsvd_speed.verdict against common.reference_smallest']
-    rows = []
     t = time.perf_counter()
     ei = refs.block_graph(n)
     graphs_s = time.perf_counter() - t
@@ -565,7 +565,6 @@ def part_neuralsvd(device: torch.device, clock: Clock, smoke: bool, refs: Refere
     peer['ratio'] = ratio(peer, row)
     rows.append(peer)
     print(f'  neuralsvd {label} eigsh: {status} {seconds} {peer.get("verdict")}', flush=True)
-    return rows, notes
 
 
 NEURALSVD_COLUMNS = [('graph', 'graph', ''), ('method', 'method', ''), ('wall s', 'wall_s', '.3f'),
@@ -581,7 +580,8 @@ SMOKE_HYDROGEN = dict(k=4, hidden=8, layers=1, fourier=4, fourier_scale=0.1, ste
                       batch=16, lr=1e-3, ema=0.9, scale=3.0, warmup=0)
 
 
-def part_hydrogen(device: torch.device, clock: Clock, smoke: bool, refs: References,
+def part_hydrogen(device: torch.device, clock: Clock, smoke: bool, refs: References, rows: list,
+                  notes: list,
                   nesting: str = 'sequential'):
     from pyg_spectral.solvers import SampledNeuralSVD
     cfg = dict(SMOKE_HYDROGEN if smoke else hydrogen.CONFIGS['full'])
@@ -592,7 +592,7 @@ def part_hydrogen(device: torch.device, clock: Clock, smoke: bool, refs: Referen
     # development CPU the full config's evaluation took about that); the
     # evaluation then takes what the budget allows, one chunk at least
     floor = 1.0 if smoke else 5.0
-    notes = [f"config {'smoke' if smoke else 'full'} of benchmarks/hydrogen.py: {cfg}, nesting "
+    notes += [f"config {'smoke' if smoke else 'full'} of benchmarks/hydrogen.py: {cfg}, nesting "
              f"{nesting}; the fit is stopped at the first check (every {every} steps) where the "
              f"budget left is below the estimated time of an evaluation of {eval_most} samples "
              f"(that of {eval_most / cfg['batch']:g} training steps, at least {floor:g} s); "
@@ -640,7 +640,7 @@ def part_hydrogen(device: torch.device, clock: Clock, smoke: bool, refs: Referen
         row['verdict'] = 'WRONG'
         row['note'] = '; '.join(filter(None, [row['note'], 'non-finite eigenvalues']))
     print(f"  hydrogen: {res.steps} steps in {wall:.1f} s, {row.get('steps_per_s')} steps/s", flush=True)
-    return [row], notes
+    rows.append(row)
 
 
 HYDROGEN_COLUMNS = [('config', 'config', ''), ('steps done', 'steps', 'd'), ('wall s', 'wall_s', '.1f'),
@@ -799,7 +799,8 @@ def main(argv=None) -> int:
         else:
             try:
                 kwargs = {'method': SMOKE_PE_METHOD} if args.smoke and name == 'pe' else {}
-                part['rows'], part['notes'] = RUNNERS[name](device, clock, args.smoke, refs, **kwargs)
+                # rows are appended as they are measured: a part that raises keeps them
+                RUNNERS[name](device, clock, args.smoke, refs, part['rows'], part['notes'], **kwargs)
                 part['status'] = part_status(part['rows'])
             except Exception as e:  # one part's failure is its result; the others still run
                 traceback.print_exc()

@@ -98,14 +98,15 @@ def _suite():
 def test_a_part_that_raises_is_recorded_and_the_suite_goes_on(tmp_path, monkeypatch):
     suite = _suite()
 
-    def broken(device, clock, smoke, refs, **kw):
+    def broken(device, clock, smoke, refs, rows, notes, **kw):
+        rows.append(dict(graph='g', method='ours', wall_s=1.0, verdict='ok', status='ok'))
         raise RuntimeError('boom')
 
-    def wrong(device, clock, smoke, refs, **kw):
-        return [dict(graph='g', method='ours', wall_s=1.0, verdict='WRONG', status='ok')], []
+    def wrong(device, clock, smoke, refs, rows, notes, **kw):
+        rows.append(dict(graph='g', method='ours', wall_s=1.0, verdict='WRONG', status='ok'))
 
-    def fine(device, clock, smoke, refs, **kw):
-        return [dict(graph='g', method='ours', wall_s=1.0, verdict='ok', status='ok')], []
+    def fine(device, clock, smoke, refs, rows, notes, **kw):
+        rows.append(dict(graph='g', method='ours', wall_s=1.0, verdict='ok', status='ok'))
 
     monkeypatch.setitem(suite.RUNNERS, 'amortized', broken)
     monkeypatch.setitem(suite.RUNNERS, 'pe', fine)
@@ -113,6 +114,7 @@ def test_a_part_that_raises_is_recorded_and_the_suite_goes_on(tmp_path, monkeypa
     assert suite.main(['--device', 'cpu', '--parts', 'amortized', 'pe', '--out', str(tmp_path)]) == 0
     parts = json.loads((tmp_path / 'gpu_suite.json').read_text())['parts']
     assert parts['amortized']['status'] == 'error' and 'boom' in parts['amortized']['error']
+    assert len(parts['amortized']['rows']) == 1  # what it measured before it raised
     assert parts['pe']['status'] == 'ok'
     assert suite.main(['--device', 'cpu', '--parts', 'amortized', '--out', str(tmp_path)]) == 1
     # smoke: any failed part or WRONG result fails the run
