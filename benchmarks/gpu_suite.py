@@ -46,7 +46,6 @@ every part).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import datetime
 import json
 import math
@@ -54,7 +53,6 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 
 STARTED = time.perf_counter()  # the run's 8 minutes count from here, imports included
@@ -714,27 +712,12 @@ def markdown(result: dict) -> str:
     return '\n'.join(lines)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', dir=path.parent)
-    try:
-        with os.fdopen(fd, 'w') as fh:
-            fh.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)  # mkstemp's 0600 would outlive the rename
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def write(out: Path | None, result: dict) -> None:
     if out is None:
         return
-    out.mkdir(parents=True, exist_ok=True)
-    write_atomic(out / 'gpu_suite.json', json.dumps(result, indent=1, default=str) + '\n')
-    write_atomic(out / 'gpu_suite.md', markdown(result))
+    from pyg_spectral.io import atomic_write_text
+    atomic_write_text(json.dumps(result, indent=1, default=str) + '\n', out / 'gpu_suite.json')
+    atomic_write_text(markdown(result), out / 'gpu_suite.md')
 
 
 def part_status(rows: list[dict]) -> str:
