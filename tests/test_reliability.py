@@ -644,3 +644,30 @@ def test_precompute_dataset_of_one_graph(tmp_path):
         assert_exact_encodings(precompute_pe(dataset, transform, cache_dir=tmp_path,
                                              progress=False), 2)
     cache_file(tmp_path)
+
+
+def test_operator_with_an_infinite_spectral_bound_is_refused():
+    r"""It trained with a step size of n / inf = 0 and returned its start."""
+    from pyg_spectral import NeuralSVD
+    from pyg_spectral.operators import LinearOperator
+
+    class Unbounded(LinearOperator):
+        def __init__(self, A):
+            self.A, self.shape, self.is_symmetric = A, tuple(A.shape), True
+
+        @property
+        def device(self):
+            return self.A.device
+
+        @property
+        def dtype(self):
+            return self.A.dtype
+
+        def matmul(self, X):
+            return self.A @ X
+
+        def spectral_bounds(self):
+            return 0.0, float('inf')
+    A = torch.randn(6, 6)
+    with pytest.raises(ValueError, match=r'spectral_bounds\(\) returned \(0.0, inf\)'):
+        NeuralSVD(2, seed=0).fit(Unbounded(A + A.T), steps=10, progress=False)

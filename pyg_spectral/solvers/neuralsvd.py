@@ -339,6 +339,13 @@ class NeuralSVD:
                 raise TypeError(f"inputs are {x.dtype} but the operator is {dtype}; convert "
                                 f"them with .to({dtype})")
 
+        bounds = operator.spectral_bounds()
+        if not all(math.isfinite(b) for b in bounds):
+            # the shift and the step size come from the bound: an infinite one
+            # shifts by inf or steps by n / inf = 0 and never moves
+            raise ValueError(f"operator.spectral_bounds() returned {bounds}; NeuralSVD needs "
+                             f"finite safe bounds of the spectrum (e.g. Gershgorin's row "
+                             f"sums) to shift the operator and size its steps")
         params = [p for m in models for p in m.parameters()]
         opt_name = self.optimizer or ('sgd' if free_table else 'adam')
         if opt_name == 'sgd':
