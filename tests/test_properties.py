@@ -44,8 +44,11 @@ def graphs(draw, min_nodes=1, max_nodes=12, max_components=None, min_edges=0,
         pairs = [(a, b) for a, b in pairs if a % c == b % c]
         if backbone:
             pairs += [(i, i + c) for i in range(n - c)]
-    # pairs drawn both ways round: the weights of duplicates then sum in
-    # different orders in the two directions, which must still be undirected
+    # each drawn pair one way round, mirrored in the same order (pairs drawn
+    # both ways round also reach the SVD-form divergence that
+    # test_reliability's xfail records; the symmetry of duplicates summed in
+    # another order each way has its own test there)
+    pairs = [(min(a, b), max(a, b)) for a, b in pairs]
     weights = None
     if draw(st.booleans()):
         weights = torch.tensor(draw(st.lists(st.floats(-6, 6), min_size=len(pairs),
