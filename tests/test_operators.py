@@ -144,3 +144,11 @@ def test_half_precision_and_integer_matrices_are_refused(dtype):
     edge_index = torch.tensor([[0, 1], [1, 0]])
     with pytest.raises(TypeError, match='dtype must be torch.float32 or torch.float64'):
         GraphOperator.from_edge_index(edge_index, kind='gcn', dtype=dtype)
+
+
+@pytest.mark.parametrize('num_nodes', [6.0, True, torch.tensor(6.0)])
+def test_num_nodes_must_be_an_integer(num_nodes):
+    with pytest.raises(TypeError, match='num_nodes must be an integer'):
+        GraphOperator.from_edge_index(torch.tensor([[0, 1], [1, 0]]), num_nodes=num_nodes)
+    assert GraphOperator.from_edge_index(torch.tensor([[0, 1], [1, 0]]),
+                                         num_nodes=torch.tensor(6)).num_nodes == 6

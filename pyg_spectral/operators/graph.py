@@ -1,6 +1,7 @@
 """Sparse graph matrices (adjacency, GCN, Laplacians, random walk) as operators."""
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import torch
@@ -30,6 +31,13 @@ def validate_graph(edge_index: Tensor, num_nodes: int | None,
         raise ValueError(f"edge_index must have shape [2, num_edges], got {tuple(edge_index.shape)}")
     if num_nodes is None:
         num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
+    elif isinstance(num_nodes, Tensor) and num_nodes.numel() == 1 and not num_nodes.is_floating_point():
+        num_nodes = int(num_nodes)
+    elif isinstance(num_nodes, numbers.Integral) and not isinstance(num_nodes, bool):
+        num_nodes = int(num_nodes)  # numpy integers too
+    else:
+        raise TypeError(f"num_nodes must be an integer, got {num_nodes!r} "
+                        f"({type(num_nodes).__name__})")
     if num_nodes <= 0:
         raise ValueError(f"num_nodes must be positive, got {num_nodes}")
     if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
