@@ -121,6 +121,14 @@ def last_csv_row(path: str) -> dict | None:
     return rows[-1] if rows else None
 
 
+def best_csv_mean(path: str) -> float:
+    if not Path(path).is_file():
+        return float('inf')
+    with open(path, newline='') as fh:
+        means = [float(row['ritz_mean']) for row in csv.DictReader(fh)]
+    return min((m for m in means if m == m), default=float('inf'))
+
+
 def append_csv(path: str, k: int, step: int, wall: float, res, exact: torch.Tensor) -> None:
     ritz, own = errors(res, exact)
     row = ([step, f'{wall:.1f}'] + [f'{v:.6g}' for v in ritz.tolist()]
@@ -190,6 +198,10 @@ def main(argv=None) -> None:
                         help='evaluation samples of each CSV row')
     parser.add_argument('--save', default=None,
                         help='small float32 EMA fit, rewritten at every CSV row and at the end')
+    parser.add_argument('--save-best', default=None,
+                        help='also keep the fit of the CSV row with the lowest mean Ritz error '
+                             '(re-evaluate it with --evaluate: the choice is made on the '
+                             'tracking samples)')
     parser.add_argument('--evaluate', default=None, metavar='FILE',
                         help='re-evaluate a fit written by --save and exit')
     parser.add_argument('--eval-samples', type=int, default=2 ** 16)
@@ -232,6 +244,9 @@ def main(argv=None) -> None:
         previous = last_csv_row(args.csv)
         wall0 = float(previous['wall_s']) if previous else 0.0
         logged = int(previous['step']) if previous else -1
+        # rows before --save-best was first given have no fit to keep
+        best = best_csv_mean(args.csv) if args.save_best and Path(args.save_best).is_file() \
+            else float('inf')
 
         def stop(step: int, loss: float, quotients) -> bool:
             return (step + 1) % args.csv_every == 0
@@ -247,6 +262,11 @@ def main(argv=None) -> None:
                 if args.save:
                     save_small(args.save, cfg, args.nesting, args.seed, res.steps, res.model)
                 ritz, _ = errors(res, exact)
+                # with a constant-ish learning rate the later states can fall
+                # apart after being learned; the best row's fit is kept
+                if args.save_best and float(ritz.mean()) < best:
+                    best = float(ritz.mean())
+                    save_small(args.save_best, cfg, args.nesting, args.seed, res.steps, res.model)
                 print(f'step {res.steps}: wall {wall:.0f} s, Ritz mean '
                       f'{100 * ritz.mean():.2f} %, max {100 * ritz.max():.2f} %', flush=True)
             if res.steps >= steps:

@@ -34,7 +34,7 @@ def test_progress_csv_resumes_without_repeating_rows(tmp_path, monkeypatch):
     monkeypatch.setitem(hydrogen.CONFIGS, 'tiny', TINY)
     args = ['--config', 'tiny', '--checkpoint', str(tmp_path / 'ckpt.pt'),
             '--csv', str(tmp_path / 'p.csv'), '--csv-every', '2', '--csv-samples', '256',
-            '--save', str(tmp_path / 'fit.pt')]
+            '--save', str(tmp_path / 'fit.pt'), '--save-best', str(tmp_path / 'best.pt')]
     hydrogen.main(args)
     hydrogen.main(args)  # finished: resumes at the end, adds nothing
     with open(tmp_path / 'p.csv', newline='') as fh:
@@ -42,3 +42,6 @@ def test_progress_csv_resumes_without_repeating_rows(tmp_path, monkeypatch):
     assert [int(r['step']) for r in rows] == [2, 4]
     assert float(rows[1]['wall_s']) >= float(rows[0]['wall_s'])
     assert torch.load(tmp_path / 'fit.pt', weights_only=True)['step'] == 4
+    means = [float(r['ritz_mean']) for r in rows]
+    best = torch.load(tmp_path / 'best.pt', weights_only=True)['step']
+    assert best == int(rows[means.index(min(means))]['step'])
