@@ -44,10 +44,9 @@ def graphs(draw, min_nodes=1, max_nodes=12, max_components=None, min_edges=0,
         pairs = [(a, b) for a, b in pairs if a % c == b % c]
         if backbone:
             pairs += [(i, i + c) for i in range(n - c)]
-    # each drawn pair one way round, mirrored in the same order (pairs drawn
-    # both ways round also reach the SVD-form divergence that
-    # test_reliability's xfail records; the symmetry of duplicates summed in
-    # another order each way has its own test there)
+    # each drawn pair one way round, mirrored in the same order: the weights
+    # of duplicates then sum in the same order both ways (test_reliability's
+    # xfail shows the library rejecting the graph otherwise)
     pairs = [(min(a, b), max(a, b)) for a, b in pairs]
     weights = None
     if draw(st.booleans()):
