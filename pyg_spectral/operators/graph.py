@@ -208,7 +208,10 @@ class GraphOperator(LinearOperator):
             # isolated node gets L_ii = 1 under 'sym', 0 otherwise
             loop = row == col
             if loop.any():
-                deg = deg - scatter(edge_weight * loop, row, 0, dim_size=num_nodes, reduce='sum')
+                # summed without the loops, not subtracted after: 6 + 1e-3 - 6 in
+                # float32 keeps 1e-3 to only four digits
+                deg = scatter(edge_weight.masked_fill(loop, 0), row, 0, dim_size=num_nodes,
+                              reduce='sum')
                 edge_index, edge_weight = edge_index[:, ~loop], edge_weight[~loop]
                 row, col = edge_index
             if kind == 'laplacian':
