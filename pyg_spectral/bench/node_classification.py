@@ -81,8 +81,8 @@ BASIS_SCHEDULES = ('cosine', 'constant')
 
 
 # Adam moves every entry of W by about its rate per step, relative to
-# entries of AmortizedEigenbasis's init_scale 0.1; at the model's 0.01 the
-# basis is far from converged after 200 epochs (compare `--basis-lr 0.01`)
+# entries of AmortizedEigenbasis's init_scale 0.1: the basis's own rate sets
+# how far it can travel in a run of a few hundred steps
 BASIS_LR = 0.05
 
 

@@ -18,6 +18,7 @@ takes this space apart (:meth:`NullSpace.of_operator`).
 """
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass
 
@@ -81,9 +82,10 @@ class NullSpace:
     def num_components(self) -> int:
         return self.volume.numel()
 
-    @property
+    @functools.cached_property
     def dim(self) -> int:
-        r"""The dimension of the space (components with a non-zero volume)."""
+        r"""The dimension of the space (components with a non-zero volume);
+        computed once, as the layers check it every step (a device sync)."""
         return int(self.count.sum())
 
     @classmethod
