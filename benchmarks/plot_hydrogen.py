@@ -56,12 +56,12 @@ def plot_convergence(path: str, out: str) -> None:
                  f'(last row: step {steps[-1]}, {float(rows[-1]["wall_s"]) / 3600:.2f} h)')
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    print(f'wrote {out}')
+    plt.close(fig)
 
 
 def print_table(paths: list[str]) -> None:
     r"""One markdown row per CSV row: the shells' Ritz error ranges and the
-    means of 16 (the tuning table of benchmarks/RESULTS.md)."""
+    means of 16 (``--table``; the hydrogen tuning runs' summary)."""
     print('| run | step | wall (s) | Ritz n <= 2 max | Ritz n = 3 | Ritz n = 4 '
           '| Ritz mean of 16 | own mean of 16 |')
     print('|---|---|---|---|---|---|---|---|')
@@ -192,7 +192,7 @@ def plot_states(path: str, out: str, samples: int, seed: int) -> None:
                  f"of the analytic ones)")
     fig.tight_layout()
     fig.savefig(out, dpi=90)
-    print(f'wrote {out}')
+    plt.close(fig)
 
 
 def main(argv=None) -> None:
@@ -212,8 +212,10 @@ def main(argv=None) -> None:
         return
     if args.csv:
         plot_convergence(args.csv, args.out)
+        print(f'wrote {args.out}')
     if args.fit:
         plot_states(args.fit, args.states_out, args.samples, args.seed)
+        print(f'wrote {args.states_out}')
 
 
 if __name__ == '__main__':
