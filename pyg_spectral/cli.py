@@ -52,15 +52,83 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--device', default='cpu', help='cpu | cuda | cuda:N')
     p.add_argument('--out', help='also write the results as JSON to this path')
     p.add_argument('--no-progress', action='store_true')
+    add_eigs_parser(sub)
     return parser
 
 
+def add_eigs_parser(sub) -> None:
+    from .operators.graph import SYMMETRIC_KINDS
+    from .solvers.partition import PARTITION_METHODS
+    e = sub.add_parser(
+        'eigs', help='eigenpairs of a big graph, one process or several (torchrun)',
+        description="Fits k eigenpairs of a graph matrix with NeuralSVD and writes "
+                    "PREFIX.vectors.npy ([n, k], rows in the original node order, columns "
+                    "ordered by eigenvalue, smallest first unless --largest) and "
+                    "PREFIX.values.npy ([k]). The plain end of the spectrum is fitted: for a "
+                    "Laplacian the trivial eigenvectors (one per connected component, "
+                    "eigenvalue 0) are included. Under `torchrun --nproc-per-node N -m "
+                    "pyg_spectral eigs ...` the nodes are split among the N processes, and no "
+                    "process ever holds the whole table; the files are written under "
+                    "temporary names and renamed once complete.")
+    e.add_argument('graph', help="a .pt file holding an edge_index tensor [2, m] or a dict with "
+                                 "'edge_index' and optional 'edge_weight', 'num_nodes'; or an "
+                                 ".npz with those keys")
+    e.add_argument('--k', type=int, required=True, help='number of eigenpairs')
+    e.add_argument('--out', required=True, help='output prefix: PREFIX.vectors.npy, '
+                                                'PREFIX.values.npy, PREFIX.partition.pt')
+    e.add_argument('--kind', default='sym_laplacian', choices=sorted(SYMMETRIC_KINDS),
+                   help='graph matrix (default: %(default)s)')
+    e.add_argument('--largest', action='store_true',
+                   help='the largest eigenvalues (default: the smallest)')
+    e.add_argument('--steps', type=int, default=3000, help='maximum steps (default: %(default)s)')
+    e.add_argument('--tol', type=float, default=1e-5,
+                   help='stop when every Ritz residual is below tol times the spectral bound '
+                        '(default: %(default)s)')
+    e.add_argument('--check-every', type=int, default=25)
+    e.add_argument('--seed', type=int, default=0)
+    e.add_argument('--oversample', type=int, default=None,
+                   help='extra columns fitted beside the k (default: max(4, k // 2))')
+    e.add_argument('--dtype', choices=['float32', 'float64'], default='float32')
+    e.add_argument('--device', default='cpu', help="cpu | cuda (under torchrun: each process "
+                                                   "takes cuda:LOCAL_RANK)")
+    e.add_argument('--backend', choices=['gloo', 'nccl'], default=None,
+                   help='torch.distributed backend (default: nccl on cuda, else gloo)')
+    e.add_argument('--partition', choices=[m for m in PARTITION_METHODS if m != 'contiguous'],
+                   default='auto', help='METIS (pip install pyg-spectral[distributed]) or '
+                                        'reverse Cuthill-McKee blocks; auto: METIS when '
+                                        'installed')
+    e.add_argument('--partition-file', default=None,
+                   help='reuse this partition if it fits (default: PREFIX.partition.pt, '
+                        'written on first use)')
+    e.add_argument('--exchange', choices=['auto', 'all_to_all', 'p2p'], default='auto',
+                   help='halo exchange: one all_to_all_single, or pairwise isend/irecv for '
+                        'backends without it')
+    e.add_argument('--checkpoint', default=None,
+                   help='checkpoint directory; a run finds its last checkpoint there and '
+                        'resumes (every process from the same step)')
+    e.add_argument('--checkpoint-every', type=int, default=None,
+                   help='steps between checkpoints (default: 10 x --check-every)')
+    e.add_argument('--no-resume', action='store_true',
+                   help='start afresh even if --checkpoint holds a checkpoint')
+    e.add_argument('--timeout', type=float, default=300.0,
+                   help='seconds a collective may wait for the other processes before the run '
+                        'fails (a dead process is named; default: %(default)s)')
+    e.add_argument('--no-progress', action='store_true')
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == 'eigs':
+        from .eigs import run_eigs
+        return run_eigs(args)
+    return bench(args)
+
+
+def bench(args: argparse.Namespace) -> int:
     from .bench.node_classification import (as_dict, format_table, resolve_device,
                                             run_node_classification)
     from .bench.registry import get_model
     from .io import atomic_write_text
-    args = build_parser().parse_args(argv)
     try:
         resolve_device(args.device)
         if args.k is not None and any(k < 1 for k in args.k):

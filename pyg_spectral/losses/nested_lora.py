@@ -13,6 +13,8 @@ with |f_l|^2 = sigma_l.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
@@ -111,7 +113,9 @@ class NestedLoRA(nn.Module):
         plain = -2 * cross.sum() + metric_pairs.sum()
         return surrogate + (plain - surrogate).detach()
 
-    def table_gradient(self, f: Tensor, Tf: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def table_gradient(self, f: Tensor, Tf: Tensor,
+                       reduce: Callable[[Tensor], Tensor] | None = None,
+                       num_rows: int | None = None) -> tuple[Tensor, Tensor, Tensor]:
         r"""The EVD-form loss of a full batch of :math:`n` equally weighted
         rows (a free table :obj:`f` :obj:`[n, k]` on a finite symmetric
         operator, :obj:`Tf` :obj:`[n, k]`), with its gradient in closed form:
@@ -123,12 +127,22 @@ class NestedLoRA(nn.Module):
         - Tf)`, the same as autograd of :meth:`forward` (tested), at the cost of
         two :obj:`[n, k] x [k, k]` products and no autograd graph: the
         solver's inner loop is otherwise dominated by autograd's
-        bookkeeping, not by the sparse product."""
+        bookkeeping, not by the sparse product.
+
+        Rows split among processes: :obj:`f` and :obj:`Tf` are this
+        process's rows, :obj:`num_rows` the total :math:`n`, and
+        :obj:`reduce` sums a tensor over the processes (an all-reduce); the
+        :obj:`[k]` and :obj:`[k, k]` moments go through it in one call, and
+        the gradient returned is that of the local rows."""
         if self.split_batch:
             raise ValueError("table_gradient is the full-batch form; split_batch needs forward()")
-        n = f.size(0)
+        n = f.size(0) if num_rows is None else num_rows
         cross = (f * Tf).sum(0) / n
         G = f.T @ f / n
+        if reduce is not None:
+            k = cross.numel()
+            moments = reduce(torch.cat([cross, G.reshape(-1)]))
+            cross, G = moments[:k], moments[k:].view(k, k)
         if self.nesting == 'joint':
             weights, mask = self.operator_weights.to(f.dtype), self.joint_mask.to(f.dtype)
             loss = -2 * (weights * cross).sum() + (mask * G * G).sum()
