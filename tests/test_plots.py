@@ -31,6 +31,13 @@ def test_every_figure_is_drawn_from_the_committed_results(tmp_path):
     assert not [p for p in tmp_path.iterdir() if p.suffix != '.png']  # no temporary left
 
 
+def test_every_embedded_figure_is_committed_beside_the_results_page():
+    text = (REPO / 'benchmarks' / 'RESULTS.md').read_text()
+    for name in FIGURES | {'hydrogen16_states.png'}:
+        assert (RESULTS / name).is_file(), name
+        assert f'results/{name}' in text, f'{name} is not shown in RESULTS.md'
+
+
 def test_hydrogen_states_figure_from_the_committed_fit(tmp_path):
     # the full figure uses 2^15 samples; 2^12 keeps the test short
     assert plots.main(['--out', str(tmp_path), '--only', 'hydrogen_states',
