@@ -2,6 +2,7 @@
 committed raw outputs in benchmarks/results/, and never draws a WRONG or
 FAILED result as a time."""
 import importlib.util
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +37,10 @@ def test_every_embedded_figure_is_committed_beside_the_results_page():
     for name in FIGURES | {'hydrogen16_states.png'}:
         assert (RESULTS / name).is_file(), name
         assert f'results/{name}' in text, f'{name} is not shown in RESULTS.md'
+    headings = re.findall(r'^## (.+)$', text, flags=re.M)  # the headline table's links resolve
+    slugs = {re.sub(r'[^\w\- ]', '', h.lower()).replace(' ', '-') for h in headings}
+    for anchor in re.findall(r'\]\(#([^)]+)\)', text):
+        assert anchor in slugs, anchor
 
 
 def test_hydrogen_states_figure_from_the_committed_fit(tmp_path):
