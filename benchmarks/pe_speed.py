@@ -24,6 +24,13 @@ Lanczos at tolerance 0 with the zero eigenspace projected out.
 
 `--sections floor` times the batched dense eigh alone on the padded blocks of
 the molecule-like set, the floor of any eigh-based path on this CPU.
+
+`--sections pergraph` measures the per-graph fixed cost: the transform
+applied graph by graph, as a `pre_transform` applies it, on 200 molecule-like
+graphs of 10-40 nodes (k = 8), ours (default method, seeded) against PyG's,
+each result checked:
+
+    OMP_NUM_THREADS=1 python benchmarks/pe_speed.py --sections pergraph
 """
 from __future__ import annotations
 
@@ -84,13 +91,14 @@ def largest_component(data: Data) -> Data:
     return Data(edge_index=torch.from_numpy(index[ei[:, mask]]), num_nodes=int(keep.sum()))
 
 
-def molecule_like(count: int, seed: int) -> list[Data]:
-    r"""Random trees of 10-60 nodes with valence <= 4, plus one ring closure
-    per ~8 nodes between nodes 4-7 bonds apart: sparse, connected, rings."""
+def molecule_like(count: int, seed: int, sizes: tuple[int, int] = (10, 61)) -> list[Data]:
+    r"""Random trees of 10-60 nodes (:obj:`sizes`, end excluded) with valence
+    <= 4, plus one ring closure per ~8 nodes between nodes 4-7 bonds apart:
+    sparse, connected, rings."""
     rng = np.random.default_rng(seed)
     graphs = []
     for _ in range(count):
-        n = int(rng.integers(10, 61))
+        n = int(rng.integers(*sizes))
         parent, deg, depth, edges = [-1], [0], [0], []
         for v in range(1, n):
             while True:
@@ -228,7 +236,7 @@ def main() -> None:
     parser.add_argument('--only', nargs='*', default=None)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--sections', nargs='*', default=['table', 'crossover', 'inductive'],
-                        help="any of table, crossover, inductive, floor, modes")
+                        help="any of table, crossover, inductive, floor, modes, pergraph")
     parser.add_argument('--inductive-sizes', type=int, nargs=2, default=(1500, 2500))
     parser.add_argument('--inductive-family', choices=INDUCTIVE_FAMILIES, default='rgg')
     args = parser.parse_args()
@@ -242,6 +250,8 @@ def main() -> None:
         inductive(args.seed, args.inductive_family, sizes=tuple(args.inductive_sizes))
     if 'floor' in args.sections:
         eigh_floor(args.small, args.seed)
+    if 'pergraph' in args.sections:
+        per_graph(args.seed)
     if 'modes' in args.sections:
         arpack_modes(args.seed, args.limit)
     if 'table' not in args.sections:
@@ -307,11 +317,11 @@ def eigh_floor(count: int, seed: int, k: int = 8) -> None:
     of the sizes and counts ours builds (one thread, blocks built before the
     clock starts). PyG's time over the eigh alone bounds the speed-up of any
     path that runs that eigh on this CPU."""
-    from pyg_spectral.solvers.laplacian import _buckets
+    from pyg_spectral.solvers.laplacian import buckets
     graphs = molecule_like(count, seed)
     sizes = torch.tensor([g.num_nodes for g in graphs])
     blocks = [padded_laplacians([graphs[i] for i in ids.tolist()], size)
-              for ids, size in _buckets(sizes, torch.arange(len(graphs)))]
+              for ids, size in buckets(sizes, torch.arange(len(graphs)))]
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     t = time.perf_counter()
@@ -331,6 +341,48 @@ def eigh_floor(count: int, seed: int, k: int = 8) -> None:
     for name, wall in (('PyG AddLaplacianEigenvectorPE', pyg), ('ours exact (whole transform)',
                        walls['ours exact']), ('torch.linalg.eigh alone on our blocks', alone)):
         print(f'| {name} | {wall:.2f} | {pyg / wall:.2f}x |')
+    sys.stdout.flush()
+
+
+def per_graph(seed: int, count: int = 200, k: int = 8, sizes: tuple[int, int] = (10, 41),
+              repeats: int = 7) -> None:
+    r"""The per-graph fixed cost: PyG's transform and ours applied to one
+    graph at a time, as a ``pre_transform`` is, on :obj:`count`
+    molecule-like graphs of :obj:`sizes` nodes. The two run alternately
+    graph by graph, :obj:`repeats` times, and each graph's time is the
+    fastest of its repeats, so that the load of a shared machine weighs on
+    both alike; the ratio is of the means. Every result of both is checked
+    against the reference (a WRONG one is reported, its time not read as a
+    speed)."""
+    graphs = molecule_like(count, seed, sizes)
+    torch.manual_seed(seed)
+    transforms = {'PyG AddLaplacianEigenvectorPE': AddLaplacianEigenvectorPE(
+                      k, attr_name='pe', is_undirected=True),
+                  'ours (default)': AddNeuralSVDPE(k, attr_name='pe', seed=seed)}
+    best = {name: np.full(len(graphs), np.inf) for name in transforms}
+    outputs = {name: [None] * len(graphs) for name in transforms}
+    for _ in range(repeats):
+        for i, g in enumerate(graphs):
+            for name, transform in transforms.items():
+                data = g.clone()
+                start = time.perf_counter()
+                out = transform(data)
+                best[name][i] = min(best[name][i], time.perf_counter() - start)
+                outputs[name][i] = out.pe
+    refs = [reference(g, k) for g in graphs]
+    print(f'\n## per graph: {count} molecule-like graphs of {sizes[0]}-{sizes[1] - 1} nodes, '
+          f'k = {k}, one transform call per graph (fastest of {repeats} per graph)\n')
+    print('| transform | ms per graph | eig err | subspace err | verdict | ratio to PyG |')
+    print('|---|---|---|---|---|---|')
+    pyg = best['PyG AddLaplacianEigenvectorPE'].mean()
+    for name in transforms:
+        errs = [check(g, pe.double().numpy(), ref) for g, pe, ref in
+                zip(graphs, outputs[name], refs)]
+        eig, sub = max(e[0] for e in errs), max(e[1] for e in errs)
+        verdict = 'ok' if eig <= EIG_TOL and sub <= SUB_TOL else 'WRONG'
+        mean = best[name].mean()
+        print(f'| {name} | {mean * 1e3:.3f} | {eig:.1e} | {sub:.1e} | {verdict} | '
+              f'{mean / pyg:.2f}x |')
     sys.stdout.flush()
 
 

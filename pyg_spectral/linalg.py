@@ -18,10 +18,11 @@ def canonical_sign_vector(U: Tensor, rtol: float = 1e-3) -> Tensor:
     # along rows of a contiguous transpose (a copy unless U is column-major,
     # as LAPACK returns it): reductions over dim 0 of a tall [n, k] tensor,
     # or over a strided transpose, are several times slower on CPU
-    mag = U.detach().T.contiguous().abs()
+    U = U.detach()
+    mag = U.T.contiguous().abs()
     idx = (mag >= (1 - rtol) * mag.amax(1, keepdim=True)).to(torch.uint8).argmax(1)
-    sign = U.detach().gather(0, idx[None])[0].sign()
-    return torch.where(sign == 0, torch.ones_like(sign), sign)
+    sign = U.gather(0, idx[None])[0].sign()
+    return sign + (sign == 0)  # a zero column keeps its sign
 
 
 def signed_qr(W: Tensor) -> tuple[Tensor, Tensor]:

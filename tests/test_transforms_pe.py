@@ -220,13 +220,13 @@ def test_arpack_precisions_vs_eigh(dtype):
 
 
 def test_arpack_uncertified_float32_falls_back_to_float64(monkeypatch):
-    from pyg_spectral.solvers import laplacian as eigensolvers
+    from pyg_spectral.solvers.laplacian import arpack
     edge_index, n = sparse_random_graph()
     k = 8
     certified, _ = run(edge_index, n, k, 'arpack')
     double, _ = run(edge_index, n, k, 'arpack', arpack_options=dict(dtype=torch.float64))
     assert not torch.equal(certified, double)  # the float32 round was kept
-    monkeypatch.setattr(eigensolvers, 'CERTIFIED_SINE', 0.0)
+    monkeypatch.setattr(arpack, 'CERTIFIED_SINE', 0.0)
     fallback, _ = run(edge_index, n, k, 'arpack')
     assert torch.equal(fallback, double)
 
@@ -272,12 +272,12 @@ def test_arpack_switches_to_shift_invert_when_lanczos_stalls(monkeypatch):
     shift-invert and gives its result; with :obj:`shift_invert=False` the
     non-convergence is raised."""
     from scipy.sparse.linalg import ArpackNoConvergence
-    from pyg_spectral.solvers import laplacian as eigensolvers
+    from pyg_spectral.solvers.laplacian import arpack
     edge_index, n = sparse_random_graph()
     k = 10
     forced, _ = run(edge_index, n, k, 'arpack', arpack_options=dict(shift_invert=True))
     assert not torch.equal(run(edge_index, n, k, 'arpack')[0], forced)  # plain Lanczos
-    monkeypatch.setattr(eigensolvers, 'LANCZOS_RESTARTS', 1)
+    monkeypatch.setattr(arpack, 'LANCZOS_RESTARTS', 1)
     assert torch.equal(run(edge_index, n, k, 'arpack')[0], forced)
     with pytest.raises(ArpackNoConvergence):
         run(edge_index, n, k, 'arpack', arpack_options=dict(shift_invert=False, maxiter=1))
@@ -451,9 +451,10 @@ def test_each_solver_gets_its_own_options(monkeypatch):
     :obj:`neuralsvd_options`, runs out of steps, and ARPACK solves the graph
     again with :obj:`arpack_options`: its tolerance, and one round without
     the probe for missed copies."""
-    from pyg_spectral.solvers import laplacian as eigensolvers
+    from pyg_spectral.solvers import NeuralSVD
+    from pyg_spectral.solvers.laplacian import arpack
     fits, solves = [], []
-    fit, eigsh = eigensolvers.NeuralSVD.fit, eigensolvers.eigsh
+    fit, eigsh = NeuralSVD.fit, arpack.eigsh
 
     def spy_fit(self, operator, **kwargs):
         fits.append(kwargs)
@@ -462,8 +463,8 @@ def test_each_solver_gets_its_own_options(monkeypatch):
     def spy_eigsh(A, **kwargs):
         solves.append(kwargs)
         return eigsh(A, **kwargs)
-    monkeypatch.setattr(eigensolvers.NeuralSVD, 'fit', spy_fit)
-    monkeypatch.setattr(eigensolvers, 'eigsh', spy_eigsh)
+    monkeypatch.setattr(NeuralSVD, 'fit', spy_fit)
+    monkeypatch.setattr(arpack, 'eigsh', spy_eigsh)
     monkeypatch.setattr(AddNeuralSVDPE, '_accelerated', staticmethod(lambda problem: True))
     monkeypatch.setattr(AddNeuralSVDPE, 'EXACT_THRESHOLD', 0)
     edge_index, n = sparse_random_graph()

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numbers
 import warnings
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 from torch import Tensor
 from torch_geometric.utils import (add_remaining_self_loops, coalesce, index_sort, scatter,
@@ -40,10 +42,11 @@ def validate_graph(edge_index: Tensor, num_nodes: int | None,
                         f"({type(num_nodes).__name__})")
     if num_nodes <= 0:
         raise ValueError(f"num_nodes must be positive, got {num_nodes}")
-    if edge_index.numel() and (int(edge_index.min()) < 0 or int(edge_index.max()) >= num_nodes):
-        raise ValueError(f"edge_index has node indices outside [0, {num_nodes}) "
-                         f"(min {int(edge_index.min())}, max {int(edge_index.max())}); "
-                         f"check num_nodes")
+    if edge_index.numel():
+        low, high = (int(v) for v in torch.aminmax(edge_index))
+        if low < 0 or high >= num_nodes:
+            raise ValueError(f"edge_index has node indices outside [0, {num_nodes}) "
+                             f"(min {low}, max {high}); check num_nodes")
     if edge_weight is not None:
         if not isinstance(edge_weight, Tensor) or not edge_weight.is_floating_point():
             raise TypeError("edge_weight must be a floating-point torch.Tensor")
@@ -62,6 +65,8 @@ def _coalesced(edge_index: Tensor, edge_weight: Tensor, num_nodes: int) -> tuple
     r"""Row-major sorted edges without duplicates (summed). PyG's data is
     usually sorted already; checking that is linear, sorting is not."""
     key = edge_index[0] * num_nodes + edge_index[1]
+    if bool((key[1:] > key[:-1]).all()):  # sorted and unique: coalesce would return it as is
+        return edge_index, edge_weight
     is_sorted = bool((key[1:] >= key[:-1]).all())
     return coalesce(edge_index, edge_weight, num_nodes, is_sorted=is_sorted)
 
@@ -94,19 +99,30 @@ def _laplacian_csr(edge_index: Tensor, off_diagonal: Tensor, diagonal: Tensor,
     without a sort: each diagonal entry goes after the entries of its row
     with a smaller column."""
     row, col = edge_index
-    n, device = num_nodes, row.device
+    n, m, device = num_nodes, row.numel(), row.device
     nodes = torch.arange(n, device=device)
     before = torch.searchsorted(row * n + col, nodes * (n + 1))  # entries before (i, i)
     at = before + nodes
-    is_off = torch.ones(row.numel() + n, dtype=torch.bool, device=device)
-    is_off[at] = False
-    columns = torch.empty(row.numel() + n, dtype=col.dtype, device=device)
-    values = torch.empty(row.numel() + n, dtype=off_diagonal.dtype, device=device)
+    # an off-diagonal entry moves right by the diagonal entries before it:
+    # those of the rows above, and its own row's if it lies right of it
+    off = torch.arange(m, device=device) + row + (col > row)
+    columns = torch.empty(m + n, dtype=col.dtype, device=device)
+    values = torch.empty(m + n, dtype=off_diagonal.dtype, device=device)
     columns[at], values[at] = nodes, diagonal
-    columns[is_off], values[is_off] = col, off_diagonal
+    columns[off], values[off] = col, off_diagonal
     counts = torch.bincount(row, minlength=n) + 1
     crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
     return torch.sparse_csr_tensor(crow, columns, values, size=(n, n))
+
+
+def scipy_csr(matrix: Tensor) -> sp.csr_matrix:
+    r"""A torch sparse CSR matrix :obj:`[n, m]` (any device) as a float64
+    SciPy CSR matrix on the CPU, with its own copies of the arrays."""
+    if matrix.device.type != 'cpu':
+        matrix = matrix.cpu()
+    return sp.csr_matrix((matrix.values().detach().numpy().astype(np.float64),
+                          matrix.col_indices().numpy().copy(),
+                          matrix.crow_indices().numpy().copy()), shape=tuple(matrix.shape))
 
 
 class GraphOperator(LinearOperator):
@@ -169,7 +185,8 @@ class GraphOperator(LinearOperator):
         num_nodes = validate_graph(edge_index, num_nodes, edge_weight)
         if edge_weight is None:
             edge_weight = torch.ones(edge_index.size(1), device=edge_index.device, dtype=dtype)
-        edge_weight = edge_weight.to(dtype)
+        else:
+            edge_weight = edge_weight.to(dtype)
         edge_index, edge_weight = _coalesced(edge_index, edge_weight, num_nodes)
         # 'rw' takes directed graphs: no symmetry check (a sort) for it
         symmetric = _symmetrized(edge_index, edge_weight, num_nodes) \
@@ -182,11 +199,12 @@ class GraphOperator(LinearOperator):
                                      f"kind='rw'")
         edge_weight = symmetric
 
-        deg = scatter(edge_weight, edge_index[0], 0, dim_size=num_nodes, reduce='sum')
+        row, col = edge_index
+        # scatter(..., reduce='sum') without its broadcasting, which 1-D needs not
+        deg = edge_weight.new_zeros(num_nodes).scatter_add_(0, row, edge_weight)
         if (edge_weight < 0).any() and kind != 'adjacency':
             raise ValueError(f"edge_weight has negative entries, which kind={kind!r} "
                              f"does not allow (degrees must be non-negative)")
-        row, col = edge_index
         degree = None
         if kind == 'adjacency':
             absdeg = scatter(edge_weight.abs(), row, 0, dim_size=num_nodes, reduce='sum')
@@ -279,6 +297,12 @@ class GraphOperator(LinearOperator):
     def to_dense(self) -> Tensor:
         r"""The dense matrix, for tests and small graphs only."""
         return self.matrix.to_dense()
+
+    def to_scipy(self) -> sp.csr_matrix:
+        r"""The matrix as a SciPy CSR matrix :obj:`[n, n]` on the CPU, in
+        float64, sharing no memory with :attr:`matrix` (SciPy edits some
+        arrays in place, e.g. :meth:`~scipy.sparse.csr_matrix.eliminate_zeros`)."""
+        return scipy_csr(self.matrix)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(kind={self.kind!r}, num_nodes={self.num_nodes}, '

@@ -23,7 +23,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import connected_components
 from torch import Tensor
@@ -45,6 +44,42 @@ class _Projection(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         B, BT = ctx.saved_tensors
         return B @ (BT @ grad), None, None
+
+
+# Up to this many stored entries the components are found by a search in
+# Python: SciPy's connected_components costs ~75 us of conversions and checks
+# at any size (measured on graphs of 10-40 nodes), a fixed cost that a
+# transform applied graph by graph pays on every graph.
+PYTHON_SEARCH_ENTRIES = 512
+
+
+def graph_components(operator: GraphOperator) -> tuple[int, np.ndarray]:
+    r"""The connected components of the graph of a symmetric graph matrix
+    (an entry stored as 0, an edge of weight 0, joins nothing): their number
+    and the :obj:`[n]` label of every node, numbered in the order of their
+    first node, as :func:`scipy.sparse.csgraph.connected_components` numbers
+    them."""
+    M = operator.matrix
+    if M._nnz() > PYTHON_SEARCH_ENTRIES:
+        adj = operator.to_scipy()
+        adj.eliminate_zeros()
+        return connected_components(adj, directed=False)
+    M = M.detach().cpu()
+    crow, col, value = M.crow_indices().tolist(), M.col_indices().tolist(), M.values().tolist()
+    n = len(crow) - 1
+    labels, c = [-1] * n, 0
+    for start in range(n):
+        if labels[start] < 0:
+            labels[start], stack = c, [start]
+            while stack:
+                v = stack.pop()
+                for e in range(crow[v], crow[v + 1]):
+                    u = col[e]
+                    if labels[u] < 0 and value[e] != 0:
+                        labels[u] = c
+                        stack.append(u)
+            c += 1
+    return c, np.array(labels, dtype=np.int64)
 
 
 # the eigenvalue of the component space of each kind of graph matrix
@@ -89,29 +124,21 @@ class NullSpace:
         return int(self.count.sum())
 
     @classmethod
-    def of_graph(cls, edge_index: Tensor, edge_weight: Tensor, num_nodes: int,
-                 batch: Tensor, num_graphs: int, normalization: str | None) -> 'NullSpace':
-        r"""Computes the components (on the CPU: one linear-time pass) of the
-        graph given by a self-loop-free, non-negatively weighted
-        :obj:`edge_index`; :obj:`batch` :obj:`[n]` says which graph each node
-        belongs to (components never cross graphs)."""
-        keep = edge_weight != 0
-        row, col = edge_index[:, keep].cpu().numpy()
-        adj = sp.coo_matrix((np.ones(row.size), (row, col)), shape=(num_nodes, num_nodes))
-        if normalization == 'sym':
-            mass = scatter(edge_weight, edge_index[0], 0, dim_size=num_nodes, reduce='sum')
-        else:
-            mass = torch.ones(num_nodes, device=edge_weight.device, dtype=edge_weight.dtype)
-        return cls._of_components(adj, mass, batch, num_graphs)
-
-    @classmethod
-    def of_operator(cls, operator: GraphOperator) -> 'NullSpace':
+    def of_operator(cls, operator: GraphOperator, batch: Tensor | None = None,
+                    num_graphs: int = 1) -> 'NullSpace':
         r"""The component space of a symmetric graph matrix, read off its CSR
         structure and the degrees that normalised it, in :math:`O(n + m)`:
         the eigenvalue-1 eigenspace (the top of the spectrum) of
         :obj:`'gcn'` and :obj:`'sym_adjacency'`, the zero eigenspace (the
         bottom) of :obj:`'sym_laplacian'` and :obj:`'laplacian'`
-        (:obj:`COMPONENT_EIGENVALUE`)."""
+        (:obj:`COMPONENT_EIGENVALUE`).
+
+        Args:
+            operator: the graph matrix of one graph or of a batch of graphs
+                (block-diagonal).
+            batch: :obj:`[n]` graph of every node, sorted (default: one graph).
+            num_graphs: the number of graphs in :obj:`batch`.
+        """
         if not isinstance(operator, GraphOperator):
             raise TypeError(f"operator must be a GraphOperator, got {type(operator).__name__}")
         if operator.kind not in COMPONENT_EIGENVALUE:
@@ -119,23 +146,25 @@ class NullSpace:
                              f"in closed form; use one of {tuple(COMPONENT_EIGENVALUE)}")
         M = operator.matrix.detach()
         n = operator.num_nodes
-        values = M.values().cpu().numpy()
-        adj = sp.csr_matrix((values != 0, M.col_indices().cpu().numpy(),
-                             M.crow_indices().cpu().numpy()), shape=(n, n))
-        adj.eliminate_zeros()
         mass = torch.ones(n, device=M.device, dtype=M.dtype) if operator.kind == 'laplacian' \
             else operator.degree.to(M.dtype)
-        batch = torch.zeros(n, dtype=torch.long, device=M.device)
-        return cls._of_components(adj, mass, batch, 1)
+        if batch is None:
+            batch = torch.zeros(n, dtype=torch.long, device=M.device)
+        return cls._of_components(*graph_components(operator), mass, batch, num_graphs)
 
     @classmethod
-    def _of_components(cls, adj: sp.spmatrix, mass: Tensor, batch: Tensor,
+    def _of_components(cls, c: int, labels: np.ndarray, mass: Tensor, batch: Tensor,
                        num_graphs: int) -> 'NullSpace':
         device, dtype = mass.device, mass.dtype
         num_nodes = mass.numel()
-        c, labels_np = connected_components(adj, directed=False)
-        labels = torch.from_numpy(labels_np).to(device=device, dtype=torch.long)
+        labels = torch.from_numpy(labels).to(device=device, dtype=torch.long)
         volume = scatter(mass, labels, 0, dim_size=c, reduce='sum')
+        sqrt_mass = mass.sqrt()
+        basis = sqrt_mass / volume.clamp_min(torch.finfo(dtype).tiny).sqrt()[labels]
+        if c == 1 and num_graphs == 1:  # one connected graph: nothing to order
+            is_null = volume > 0
+            rank = torch.where(is_null, 0, -1)
+            return cls(labels, labels[:1], rank, basis, sqrt_mass, volume, is_null.long())
         size = scatter(torch.ones_like(mass), labels, 0, dim_size=c, reduce='sum')
         first = scatter(torch.arange(num_nodes, device=device), labels, 0, dim_size=c, reduce='min')
         graph_of_component = batch[first]
@@ -152,9 +181,6 @@ class NullSpace:
         rank = torch.empty_like(first)
         rank[order] = torch.arange(c, device=device) - start[graph_of_component[order]]
         rank = torch.where(is_null, rank, torch.full_like(rank, -1))
-
-        sqrt_mass = mass.sqrt()
-        basis = sqrt_mass / volume.clamp_min(torch.finfo(dtype).tiny).sqrt()[labels]
         return cls(labels, graph_of_component, rank, basis, sqrt_mass, volume, count)
 
     def project(self, X: Tensor) -> Tensor:

@@ -13,16 +13,16 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.data.datapipes import functional_transform
 from torch_geometric.transforms import BaseTransform
 from torch_geometric.transforms.add_positional_encoding import add_node_attr
-from torch_geometric.utils import remove_self_loops, scatter
+from torch_geometric.utils import scatter
 
 from ..devices import resolve_device
-from ..operators import GraphOperator
+from ..linalg import canonical_sign_vector
 from ..operators.graph import DirectedGraphError
-from ..solvers.laplacian import (ARPACK_OPTIONS, CONTRACT_KEYS, NEURALSVD_OPTIONS,
+from ..solvers.laplacian import (ARPACK_OPTIONS, CONTRACT_KEYS, NEURALSVD_OPTIONS, Eigenpairs,
                                  LaplacianProblem, NeuralSVDNoConvergence, check_solver_options,
-                                 is_mesh_like, solve_arpack, solve_exact, solve_neuralsvd)
+                                 is_mesh_like, solve_arpack, solve_dense, solve_neuralsvd)
 from .encoder import encoder_solve
-from ..operators.nullspace import NullSpace
+from .signs import seeded_signs
 
 METHODS = ('auto', 'exact', 'neuralsvd', 'arpack')
 NORMALIZATIONS = {'sym': 'sym_laplacian', None: 'laplacian'}
@@ -72,40 +72,6 @@ def _solver_keywords_error(method: str, kwargs: dict[str, Any]) -> TypeError:
                      f"arguments ({names}): pass {rewrite}{note}")
 
 
-def _shift_right(x: Tensor, s: int) -> Tensor:
-    # logical shift of int64 bits (torch's >> keeps the sign)
-    return (x >> s) & ((1 << (64 - s)) - 1)
-
-
-def _mix(x: Tensor) -> Tensor:
-    r"""SplitMix64's finaliser on int64 tensors (wrapping arithmetic): a
-    bijection whose output bits each depend on all input bits."""
-    x = x ^ _shift_right(x, 30)
-    x = x * -4658895280553007687  # 0xbf58476d1ce4e5b9
-    x = x ^ _shift_right(x, 27)
-    x = x * -7723592293110705685  # 0x94d049bb133111eb
-    return x ^ _shift_right(x, 31)
-
-
-def seeded_signs(edge_index: Tensor, batch: Tensor, ptr: Tensor, seed: int, k: int) -> Tensor:
-    r"""Random signs :obj:`[G, k]` (:math:`\pm 1`) drawn from :obj:`seed` and
-    each graph's own content (node count and edges in local numbering), not
-    from its place in a batch: a graph gets the same signs encoded alone, in
-    any :class:`~torch_geometric.data.Batch` and through
-    :func:`~pyg_spectral.transforms.precompute_pe`."""
-    num_graphs = ptr.numel() - 1
-    device = ptr.device
-    key = _mix(ptr[1:] - ptr[:-1])
-    if edge_index.numel():
-        row, col = edge_index.to(device)
-        g = batch[row]
-        local = (row - ptr[g]) * 1_000_003 + (col - ptr[g])
-        key = key + scatter(_mix(local), g, 0, dim_size=num_graphs, reduce='sum')
-    columns = _mix(seed * 1_000_033 + torch.arange(1, k + 1, device=device))
-    bits = _mix(_mix(key)[:, None] ^ columns[None, :])
-    return 1 - 2 * _shift_right(bits, 63)
-
-
 def segment_sign(X: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
     r"""Signs :obj:`[G, k]` that make, in every graph and column of :obj:`X`
     :obj:`[n, k]`, the entry of largest magnitude positive; entries within
@@ -113,6 +79,8 @@ def segment_sign(X: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
     lowest node index, so that symmetric eigenvectors (entries :math:`\pm m`)
     get the same sign from every solver and after rounding to float32.
     All-zero columns keep their sign."""
+    if num_graphs == 1:
+        return canonical_sign_vector(X, rtol=1e-6)[None]
     n = X.size(0)
     mag = X.abs()
     top = scatter(mag, batch, 0, dim_size=num_graphs, reduce='max')
@@ -309,13 +277,29 @@ class AddNeuralSVDPE(BaseTransform):
         device of :obj:`edge_index`."""
         out_device = edge_index.device
         problem = self.problem(edge_index, num_nodes, edge_weight, batch)
+        vectors, values = self._gather(problem, self._solve(problem))
         G, n, k = problem.num_graphs, problem.batch.numel(), self.k
-        r = int(problem.q.max()) if G else 0
-        vectors = problem.null.basis.new_zeros(n, r)
-        values = problem.null.basis.new_zeros(G, r)
-        self._solve(problem, vectors, values)
+        r = vectors.size(1)
+        g = problem.batch
+        if G == 1 and r == k:  # one graph with k non-zero pairs: no contrasts, no padding
+            pe, eig = vectors, values
+        else:
+            pe, eig = self._assemble(problem, vectors, values)
+        sign = segment_sign(pe, g, G)
+        if self.random_sign and self.seed is not None:
+            sign = sign * seeded_signs(edge_index, g, problem.ptr, self.seed, k).to(sign)
+        elif self.random_sign:
+            sign = sign * (2 * torch.randint(0, 2, (G, k)) - 1).to(sign)
+        pe = pe * (sign if G == 1 else sign[g])
+        dtype = torch.get_default_dtype()
+        return pe.to(out_device, dtype), eig.to(out_device, dtype)
 
-        # assemble: zero-eigenspace contrasts first, then the non-zero pairs
+    def _assemble(self, problem: LaplacianProblem, vectors: Tensor,
+                  values: Tensor) -> tuple[Tensor, Tensor]:
+        r"""The :obj:`[n, k]` encoding and :obj:`[G, k]` eigenvalues before
+        the signs: each graph's zero-eigenspace contrasts first, then its
+        solved pairs, then zeros."""
+        G, n, k, r = problem.num_graphs, problem.batch.numel(), self.k, vectors.size(1)
         zeros = (problem.null.count - 1).clamp(0, k)  # [G]
         cols = torch.arange(k, device=vectors.device)
         source = cols[None, :] - zeros[:, None]  # [G, k]: column of `vectors`
@@ -327,56 +311,25 @@ class AddNeuralSVDPE(BaseTransform):
             eig = values.gather(1, source) * from_solver
         else:
             solved, eig = vectors.new_zeros(n, k), values.new_zeros(G, k)
-        pe = solved
         if bool(zeros.any()):  # some graph has several zero eigenvalues
-            pe = torch.where(cols[None, :] < zeros[g][:, None], problem.null.contrasts(k, g), solved)
-
-        sign = segment_sign(pe, g, G)
-        if self.random_sign and self.seed is not None:
-            sign = sign * seeded_signs(edge_index, g, problem.ptr, self.seed, k).to(sign)
-        elif self.random_sign:
-            sign = sign * (2 * torch.randint(0, 2, (G, k)) - 1).to(sign)
-        pe = pe * sign[g]
-        dtype = torch.get_default_dtype()
-        return pe.to(out_device, dtype), eig.to(out_device, dtype)
+            solved = torch.where(cols[None, :] < zeros[g][:, None], problem.null.contrasts(k, g),
+                                 solved)
+        return solved, eig
 
     # --------------------------------------------------------------- pieces
     def problem(self, edge_index: Tensor, num_nodes: int | None,
                 edge_weight: Tensor | None, batch: Tensor | None) -> LaplacianProblem:
-        r"""The deflated Laplacian of the graph or batch, on :attr:`device`."""
-        device = self.device or edge_index.device
-        edge_index = edge_index.to(device)
-        if edge_weight is not None:
-            edge_weight = edge_weight.to(device)
+        r"""The deflated Laplacian of the graph or batch, on :attr:`device`
+        (:meth:`~pyg_spectral.solvers.laplacian.LaplacianProblem.build`)."""
         try:
-            laplacian = GraphOperator.from_edge_index(
-                edge_index, num_nodes, edge_weight, kind=NORMALIZATIONS[self.normalization],
-                dtype=torch.float64)
+            return LaplacianProblem.build(edge_index, edge_weight, num_nodes, batch, k=self.k,
+                                          kind=NORMALIZATIONS[self.normalization],
+                                          device=self.device)
         except DirectedGraphError as err:
             raise ValueError(f"{self.__class__.__name__} needs an undirected graph, but "
                              f"edge_index is directed; symmetrise it first, e.g. with the "
                              f"transform torch_geometric.transforms.ToUndirected() (or "
                              f"torch_geometric.utils.to_undirected)") from err
-        n = laplacian.num_nodes
-        if batch is None:
-            batch = torch.zeros(n, dtype=torch.long, device=device)
-        else:
-            batch = batch.to(device)
-            if batch.shape != (n,) or (batch.numel() > 1 and (batch[1:] < batch[:-1]).any()):
-                raise ValueError(f"batch must be a sorted vector of {n} graph indices")
-        G = int(batch.max()) + 1 if n else 0
-        sizes = torch.bincount(batch, minlength=G)
-        ptr = torch.cat([sizes.new_zeros(1), sizes.cumsum(0)])
-
-        weight = torch.ones(edge_index.size(1), device=device, dtype=torch.float64) \
-            if edge_weight is None else edge_weight.to(torch.float64)
-        loopless, weight = remove_self_loops(edge_index, weight)
-        null = NullSpace.of_graph(loopless, weight, n, batch, G, self.normalization)
-        zeros = (null.count - 1).clamp(0, self.k)
-        # n - 1 non-trivial pairs at most, also for a graph without edges
-        q = torch.minimum(self.k - zeros, sizes - null.count.clamp_min(1))
-        shift = 1.05 * laplacian.spectral_bounds()[1] or 1.0
-        return LaplacianProblem(laplacian, null, batch, ptr, q, shift)
 
     @staticmethod
     def _accelerated(problem: LaplacianProblem) -> bool:
@@ -390,7 +343,7 @@ class AddNeuralSVDPE(BaseTransform):
         section 2), while shift-invert ARPACK is the fastest solver."""
         if self.method != 'auto':
             return self.method
-        if not self._accelerated(problem) or is_mesh_like(problem.graph_operator(g).laplacian.matrix):
+        if not self._accelerated(problem) or is_mesh_like(problem.graph(g)):
             return 'arpack'
         return 'neuralsvd'
 
@@ -399,8 +352,9 @@ class AddNeuralSVDPE(BaseTransform):
         solves the graph again with ARPACK on the CPU (the CPU path is always
         there), an explicit :obj:`'neuralsvd'` keeps the unconverged pairs;
         both warn."""
+        graph = problem.graph(g)
         try:
-            return solve_neuralsvd(problem, g, self.seed, self.device, **self.neuralsvd_options)
+            return solve_neuralsvd(graph, self.seed, self.device, **self.neuralsvd_options)
         except NeuralSVDNoConvergence as error:
             if self.method != 'auto':
                 warnings.warn(f"{error}; the encoding of this graph is not accurate "
@@ -408,27 +362,72 @@ class AddNeuralSVDPE(BaseTransform):
                               f"method='arpack')", RuntimeWarning)
                 return error.vectors, error.values
             warnings.warn(f"{error}; solving it with ARPACK on the CPU instead", RuntimeWarning)
-            return solve_arpack(problem, g, self.seed, **self.arpack_options)
+            return solve_arpack(graph, self.seed, **self.arpack_options)
 
-    def _solve(self, problem: LaplacianProblem, vectors: Tensor, values: Tensor) -> None:
-        sizes, q = problem.sizes(), problem.q
-        wanted = q > 0
-        if self.encoder is not None:
-            done = encoder_solve(self.encoder, problem, vectors, values, self.seed)
-            wanted &= ~done
+    def _dense_route(self, sizes: Tensor | int, q: Tensor | int,
+                     wanted: Tensor | bool) -> Tensor | bool:
+        r"""Which of the :obj:`wanted` graphs go to the dense solver;
+        elementwise, on :obj:`[G]` tensors or on the ints of one graph."""
         if self.method == 'exact':
-            small = wanted
+            return wanted
+        small = wanted & ((q >= sizes - 1) | (sizes < self.SPARSE_MIN_NODES))
+        if self.method == 'auto' and self.encoder is None:
+            small = small | (wanted & (sizes <= self.EXACT_THRESHOLD))
+        return small
+
+    def _solve_sparse(self, problem: LaplacianProblem, g: int) -> Eigenpairs:
+        if self._sparse_method(problem, g) == 'arpack':
+            vectors, values = solve_arpack(problem.graph(g), self.seed, **self.arpack_options)
         else:
-            small = wanted & ((q >= sizes - 1) | (sizes < self.SPARSE_MIN_NODES))
-            if self.method == 'auto' and self.encoder is None:
-                small |= wanted & (sizes <= self.EXACT_THRESHOLD)
-        solve_exact(problem, small.nonzero().view(-1), vectors, values)
-        for g in (wanted & ~small).nonzero().view(-1).tolist():
-            method = self._sparse_method(problem, g)
-            if method == 'arpack':
-                vec, val = solve_arpack(problem, g, self.seed, **self.arpack_options)
+            vectors, values = self._solve_neuralsvd(problem, g)
+        return Eigenpairs(torch.tensor([g]), vectors, values[None])
+
+    def _solve(self, problem: LaplacianProblem) -> list[Eigenpairs]:
+        r"""Dispatch: each graph with pairs to find goes to one solver; their
+        answers, graph sets with pairs."""
+        if problem.num_graphs == 1 and self.encoder is None:  # in ints: no [G] masks
+            q, n = int(problem.q[0]), problem.laplacian.num_nodes
+            if q == 0:
+                return []
+            if self._dense_route(n, q, True):
+                return [solve_dense(problem, torch.zeros(1, dtype=torch.long,
+                                                         device=problem.batch.device))]
+            return [self._solve_sparse(problem, 0)]
+        sizes, q = problem.sizes, problem.q
+        wanted = q > 0
+        answers = []
+        if self.encoder is not None:
+            encoded = encoder_solve(self.encoder, problem, self.seed)
+            if encoded.graphs.numel():
+                answers.append(encoded)
+                wanted[encoded.graphs] = False
+        small = self._dense_route(sizes, q, wanted)
+        if bool(small.any()):
+            answers.append(solve_dense(problem, small.nonzero().view(-1)))
+        answers.extend(self._solve_sparse(problem, g)
+                       for g in (wanted & ~small).nonzero().view(-1).tolist())
+        return answers
+
+    @staticmethod
+    def _gather(problem: LaplacianProblem, answers: list[Eigenpairs]) -> tuple[Tensor, Tensor]:
+        r"""The solvers' answers as :obj:`vectors [n, r]` and :obj:`values
+        [G, r]` of the whole batch (:obj:`r`: the largest :obj:`q`; zeros
+        where a graph has fewer pairs)."""
+        basis = problem.null.basis
+        G, r = problem.num_graphs, int(problem.q.max()) if problem.num_graphs else 0
+        if len(answers) == 1 and answers[0].graphs.numel() == G \
+                and answers[0].values.size(1) == r:  # one solver did it all
+            return answers[0].vectors.to(basis), answers[0].values.to(basis)
+        vectors, values = basis.new_zeros(basis.numel(), r), basis.new_zeros(G, r)
+        ptr = problem.ptr.tolist() if any(a.graphs.numel() == 1 for a in answers) else None
+        for answer in answers:
+            t = answer.values.size(1)
+            if answer.graphs.numel() == 1:
+                g = int(answer.graphs)
+                vectors[ptr[g]:ptr[g + 1], :t] = answer.vectors.to(vectors)
             else:
-                vec, val = self._solve_neuralsvd(problem, g)
-            a, b, t = int(problem.ptr[g]), int(problem.ptr[g + 1]), val.numel()
-            vectors[a:b, :t] = vec.to(vectors)
-            values[g, :t] = val.to(values)
+                nodes = torch.zeros(G, dtype=torch.bool, device=basis.device)
+                nodes[answer.graphs.to(basis.device)] = True
+                vectors[nodes[problem.batch], :t] = answer.vectors.to(vectors)
+            values[answer.graphs.to(basis.device), :t] = answer.values.to(values)
+        return vectors, values

@@ -16,8 +16,8 @@ from tqdm.auto import tqdm
 
 from ..losses import subspace_lora_loss
 from ..operators import DerivedOperator, GraphOperator, LinearOperator, ShiftedOperator
-from ..solvers.laplacian import LaplacianProblem
 from ..operators.nullspace import DeflatedLaplacian
+from ..solvers.laplacian import Eigenpairs, LaplacianProblem
 
 
 def chebyshev_filter(K: int, cutoff: float) -> Tensor:
@@ -209,7 +209,6 @@ def fit_pe_encoder(encoder: PEEncoder, graphs: Sequence[Data], normalization: st
     cancellation between its coefficients that per-weight steps break. So
     the fit is this one-parameter search. Returns the objective of every
     candidate."""
-    from .add_neuralsvd_pe import AddNeuralSVDPE
     if not graphs:
         raise ValueError("graphs must not be empty")
     if not cutoffs:
@@ -219,10 +218,13 @@ def fit_pe_encoder(encoder: PEEncoder, graphs: Sequence[Data], normalization: st
         raise ValueError(f"graphs must have at least 2 * out_channels = "
                          f"{2 * encoder.out_channels} nodes, got one of {small[0]}")
     device = next(encoder.parameters()).device
-    builder = AddNeuralSVDPE(encoder.out_channels, normalization=normalization)
-    problems = [builder.problem(d.edge_index.to(device), d.num_nodes, d.get('edge_weight'), None)
+    if normalization not in ('sym', None):
+        raise ValueError(f"normalization must be 'sym' or None, got {normalization!r}")
+    kind = 'sym_laplacian' if normalization == 'sym' else 'laplacian'
+    problems = [LaplacianProblem.build(d.edge_index, d.get('edge_weight'), d.num_nodes,
+                                       k=encoder.out_channels, kind=kind, device=device)
                 for d in graphs]
-    operators = [p.graph_operator(0) for p in problems]
+    operators = [p.operator for p in problems]
     targets = [LowPassPower(op, power) for op in operators]
     # cast once, not once per candidate: the noise inputs' precision
     laplacians = [p.laplacian.to(dtype=torch.get_default_dtype()) for p in problems]
@@ -240,19 +242,19 @@ def fit_pe_encoder(encoder: PEEncoder, graphs: Sequence[Data], normalization: st
 
 
 @torch.no_grad()
-def encoder_solve(encoder: PEEncoder, problem: LaplacianProblem, vectors: Tensor,
-                  values: Tensor, seed: int | None) -> Tensor:
-    r"""Writes the encoder's eigenpair estimates (Rayleigh-Ritz on its output
-    span, per graph) for the graphs it can encode into :obj:`vectors`
-    :obj:`[n, r]` and :obj:`values` :obj:`[G, r]`; returns the :obj:`[G]`
-    mask of those graphs (the ones with at least :obj:`2 * out_channels`
-    nodes; smaller ones are left to the exact solver)."""
+def encoder_solve(encoder: PEEncoder, problem: LaplacianProblem, seed: int | None) -> Eigenpairs:
+    r"""The encoder's eigenpair estimates (Rayleigh-Ritz on its output span,
+    per graph) for the graphs of :obj:`problem` it can encode: those with
+    pairs to find and at least :obj:`2 * out_channels` nodes (smaller ones
+    are left to the exact solver; :obj:`graphs` may be empty)."""
     m = encoder.out_channels
-    done = (problem.q > 0) & (problem.sizes() >= 2 * m)
-    if not bool(done.any()):
-        return done
+    done = (problem.q > 0) & (problem.sizes >= 2 * m)
+    graphs = done.nonzero().view(-1)
+    if not graphs.numel():
+        basis = problem.null.basis
+        return Eigenpairs(graphs, basis.new_zeros(0, 0), basis.new_zeros(0, 0))
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    operator = DeflatedLaplacian(problem.laplacian, problem.null, problem.shift)
+    operator = problem.operator
     F = _features(encoder, problem.laplacian.to(dtype=torch.get_default_dtype()), operator,
                   generator)
     batch = problem.batch
@@ -262,9 +264,9 @@ def encoder_solve(encoder: PEEncoder, problem: LaplacianProblem, vectors: Tensor
     H = Q.transpose(1, 2) @ LQ
     theta, S = torch.linalg.eigh((H + H.transpose(1, 2)) / 2)
     ritz = (Q @ S)[mask]  # [n, m], ascending Ritz values per graph
-    t = min(vectors.size(1), m)
-    keep = (torch.arange(t, device=batch.device)[None, :] < problem.q[:, None]) & done[:, None]
-    node_keep = keep[batch]
-    vectors[:, :t] = torch.where(node_keep, ritz[:, :t], vectors[:, :t])
-    values[:, :t] = torch.where(keep, theta[:, :t], values[:, :t])
-    return done
+    t = min(int(problem.q.max()), m)
+    keep = torch.arange(t, device=batch.device)[None, :] < problem.q[:, None]  # [G, t]
+    node_done = done[batch]
+    vectors = (ritz[:, :t] * keep[batch])[node_done]
+    values = (theta[:, :t] * keep)[done]
+    return Eigenpairs(graphs, vectors, values)

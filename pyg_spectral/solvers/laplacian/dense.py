@@ -1,0 +1,147 @@
+r"""Dense :func:`torch.linalg.eigh` on padded blocks: the solver of small
+graphs, thousands of them at once."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import Tensor
+
+from .problem import Eigenpairs, LaplacianProblem
+
+# LAPACK gains nothing from threads on tiny matrices, and on a loaded machine
+# its threads spin on busy cores: a batch of 32x32 eigh ran ~50x slower with
+# 2 threads than with 1 (benchmarks/RESULTS.md, "eigh floor")
+SINGLE_THREAD_SIZE = 128
+# blocks are padded to a multiple of this size, so that graphs of similar
+# size share one batched eigh
+GRANULARITY = 4
+
+
+@contextlib.contextmanager
+def _threads(num: int):
+    r"""Runs a block with :obj:`num` intra-op threads, then restores the
+    caller's setting."""
+    before = torch.get_num_threads()
+    if before == num:
+        yield
+        return
+    torch.set_num_threads(num)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def buckets(sizes: Tensor, graphs: Tensor, granularity: int = GRANULARITY,
+            max_entries: int = 1 << 24) -> list[tuple[Tensor, int]]:
+    r"""Groups graphs of similar size into padded blocks of at most
+    :obj:`max_entries` matrix entries: :obj:`(graph ids, padded size)`."""
+    padded = ((sizes[graphs] + granularity - 1) // granularity) * granularity
+    out = []
+    for size in torch.unique(padded).tolist():
+        ids = graphs[padded == size]
+        per_chunk = max(1, max_entries // (size * size))
+        out.extend((chunk, size) for chunk in ids.split(per_chunk))
+    return out
+
+
+def solve_dense(problem: LaplacianProblem, graphs: Tensor) -> Eigenpairs:
+    r"""The :obj:`q[g]` smallest eigenpairs of the deflated Laplacians of
+    :obj:`graphs` (:obj:`[G']`, increasing) by dense :func:`torch.linalg.eigh`
+    on padded blocks; :obj:`t` columns, the largest :obj:`q` of these graphs.
+
+    Every block is built with one scatter of the Laplacian's entries and the
+    deflation :math:`s\,u u^T` restricted to each component (isolated nodes
+    have :math:`u = 0`), so the cost is the batched :obj:`eigh` and a few
+    passes over the blocks, with no per-graph work. A graph gets the same
+    bits in any batch as alone: its block is built elementwise and padded to
+    a size that depends on its own size only."""
+    M, null, ptr, batch = problem.laplacian.matrix, problem.null, problem.ptr, problem.batch
+    device, weight = batch.device, M.values()
+    sizes, q = problem.sizes, problem.q
+    t = int(q[graphs].max()) if graphs.numel() else 0
+    n, G = batch.numel(), problem.num_graphs
+    if t == 0:
+        rows = n if graphs.numel() == G else int(sizes[graphs].sum())
+        return Eigenpairs(graphs, weight.new_zeros(rows, 0), weight.new_zeros(graphs.numel(), 0))
+    crow, col = M.crow_indices(), M.col_indices()
+    row = torch.repeat_interleave(torch.arange(n, device=device), crow[1:] - crow[:-1])
+    pad_value = 2 * problem.shift  # padding rows sort after the deflated zeros
+    if G == 1:
+        return _solve_one(problem, graphs, row, col, weight, t, pad_value)
+    local = torch.arange(n, device=device) - ptr[batch]
+    chosen = torch.zeros(G, dtype=torch.bool, device=device)
+    chosen[graphs] = True
+    node_rows = torch.cumsum(chosen[batch], 0) - 1  # row of each chosen node in the output
+    graph_rows = torch.cumsum(chosen, 0) - 1
+    vectors = weight.new_zeros(int(node_rows[-1]) + 1, t)
+    values = weight.new_zeros(graphs.numel(), t)
+    for ids, size in buckets(sizes, graphs):
+        B = ids.numel()
+        if B == G:  # all graphs in one block
+            node_block, nodes, r, c, w = batch, None, row, col, weight
+            nb, lo, basis, labels = batch, local, null.basis, null.labels
+        else:
+            block_of = torch.full((G,), -1, dtype=torch.long, device=device)
+            block_of[ids] = torch.arange(B, device=device)
+            node_block = block_of[batch]
+            nodes = (node_block >= 0).nonzero().view(-1)
+            edges = (node_block[row] >= 0).nonzero().view(-1)
+            r, c, w = row[edges], col[edges], weight[edges]
+            nb, lo, basis, labels = node_block[nodes], local[nodes], null.basis[nodes], \
+                null.labels[nodes]
+        dense = weight.new_zeros(B, size, size)
+        # the CSR matrix has no duplicate entries: plain assignment
+        dense.view(-1)[(node_block[r] * size + local[r]) * size + local[c]] = w
+        u = weight.new_zeros(B, size)
+        u[nb, lo] = basis
+        # elementwise, not a batched matmul: baddbmm's rounding depends on
+        # the batch size, and a graph must get the same bits (hence the same
+        # basis inside a repeated eigenvalue) in any batch as alone
+        outer = u[:, :, None] * u[:, None, :]
+        if int(null.count[ids].max()) > 1:  # P_0 is block-diagonal over the components
+            label = torch.full((B, size), -1, dtype=torch.long, device=device)
+            label[nb, lo] = labels
+            outer *= label[:, :, None] == label[:, None, :]
+        dense.add_(outer, alpha=problem.shift)
+        pad = torch.arange(size, device=device)[None, :] >= sizes[ids][:, None]
+        dense.diagonal(dim1=1, dim2=2).add_(pad * pad_value)
+        single = size <= SINGLE_THREAD_SIZE and dense.device.type == 'cpu'
+        with _threads(1) if single else contextlib.nullcontext():
+            evals, evecs = torch.linalg.eigh(dense)
+        width = min(t, size)
+        keep = torch.arange(width, device=device)[None, :] < q[ids][:, None]
+        block_values = torch.where(keep, evals[:, :width], torch.zeros_like(evals[:, :width]))
+        picked = evecs[nb, lo, :width] * keep[nb]
+        if nodes is None:
+            values[:, :width], vectors[:, :width] = block_values, picked
+        else:
+            values[graph_rows[ids], :width] = block_values
+            vectors[node_rows[nodes], :width] = picked
+    return Eigenpairs(graphs, vectors, values)
+
+
+def _solve_one(problem: LaplacianProblem, graphs: Tensor, row: Tensor, col: Tensor,
+               weight: Tensor, t: int, pad_value: float) -> Eigenpairs:
+    r""":func:`solve_dense` on a problem of one graph: the same block, entry
+    for entry, as in a batch, without the bookkeeping of blocks."""
+    n, null = problem.batch.numel(), problem.null
+    size = -(-n // GRANULARITY) * GRANULARITY
+    dense = weight.new_zeros(1, size, size)
+    dense.view(-1)[row * size + col] = weight
+    u = weight.new_zeros(1, size)
+    u[0, :n] = null.basis
+    outer = u[:, :, None] * u[:, None, :]
+    if null.num_components > 1:
+        label = torch.full((1, size), -1, dtype=torch.long, device=u.device)
+        label[0, :n] = null.labels
+        outer *= label[:, :, None] == label[:, None, :]
+    dense.add_(outer, alpha=problem.shift)
+    if size > n:
+        dense[0].diagonal()[n:] += pad_value
+    with _threads(1) if size <= SINGLE_THREAD_SIZE and dense.device.type == 'cpu' \
+            else contextlib.nullcontext():
+        evals, evecs = torch.linalg.eigh(dense)
+    # t = q < n: every column kept
+    return Eigenpairs(graphs, evecs[0, :n, :t].contiguous(), evals[:, :t])
