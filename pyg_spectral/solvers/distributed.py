@@ -33,7 +33,7 @@ from ..io import atomic_write_text, digest
 from ..losses import NestedLoRA
 from ..operators.spectral import top_positive
 from .checkpoint import load_checkpoint, save_checkpoint
-from .halo import RowBlockOperator, group_rank_size
+from .halo import RowBlockOperator, collective_device, group_rank_size
 from .neuralsvd import CERTIFIED_RESIDUAL, CERTIFIED_SINE, ROUNDING_GAP, NeuralSVD, drain_losses, \
     positive_int
 from .partition import PARTITION_METHODS, NodePartition, partition_nodes
@@ -77,18 +77,19 @@ class Collectives:
     def __init__(self, group: dist.ProcessGroup | None = None) -> None:
         self.group = group
         self.rank, self.world_size = group_rank_size(group)
+        self.device = collective_device(group)
         self.seconds, self.bytes, self.calls = 0.0, 0, 0
 
     def _reduce(self, x: Tensor, op) -> Tensor:
         if self.world_size == 1:
             return x
-        x = x.contiguous().clone()
+        y = x.to(self.device).contiguous().clone()
         start = time.perf_counter()
-        dist.all_reduce(x, op=op, group=self.group)
+        dist.all_reduce(y, op=op, group=self.group)
         self.seconds += time.perf_counter() - start
-        self.bytes += x.numel() * x.element_size()
+        self.bytes += y.numel() * y.element_size()
         self.calls += 1
-        return x
+        return y.to(x.device)
 
     def sum(self, x: Tensor) -> Tensor:
         return self._reduce(x, dist.ReduceOp.SUM)
@@ -102,10 +103,10 @@ class Collectives:
     def broadcast(self, x: Tensor, src: int = 0) -> Tensor:
         if self.world_size == 1:
             return x
-        x = x.contiguous().clone()
-        dist.broadcast(x, src if self.group is None else dist.get_global_rank(self.group, src),
+        y = x.to(self.device).contiguous().clone()
+        dist.broadcast(y, src if self.group is None else dist.get_global_rank(self.group, src),
                        group=self.group)
-        return x
+        return y.to(x.device)
 
     def barrier(self) -> None:
         if self.world_size > 1:

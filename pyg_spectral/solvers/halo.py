@@ -27,6 +27,14 @@ def group_rank_size(group: dist.ProcessGroup | None) -> tuple[int, int]:
     return dist.get_rank(group), dist.get_world_size(group)
 
 
+def collective_device(group: dist.ProcessGroup | None) -> torch.device:
+    r"""Where tensors must be for collectives on :obj:`group`: the current
+    CUDA device for NCCL (which takes no CPU tensors), else the CPU."""
+    if dist.is_available() and dist.is_initialized() and dist.get_backend(group) == 'nccl':
+        return torch.device('cuda', torch.cuda.current_device())
+    return torch.device('cpu')
+
+
 class HaloExchange:
     r"""Sends each process the rows of the local block that it reads and
     receives the rows this one reads, in one collective per call.
@@ -64,17 +72,20 @@ class HaloExchange:
         owns positions :obj:`offsets[p]:offsets[p + 1]`. Collective: every
         process of :obj:`group` calls it."""
         rank, world = group_rank_size(group)
-        owner = torch.searchsorted(offsets.cpu(), halo.cpu(), right=True) - 1
+        halo = halo.cpu()
+        owner = torch.searchsorted(offsets.cpu(), halo, right=True) - 1
         recv_counts = torch.bincount(owner, minlength=world)
         if world == 1:
             return cls(halo.new_zeros(0), [0], [0], group, method)
-        counts = [torch.zeros(world, dtype=torch.long) for _ in range(world)]
-        dist.all_gather(counts, recv_counts, group=group)
-        send_counts = torch.stack(counts)[:, rank]  # what each process reads from this one
+        device = collective_device(group)
+        counts = [torch.zeros(world, dtype=torch.long, device=device) for _ in range(world)]
+        dist.all_gather(counts, recv_counts.to(device), group=group)
+        send_counts = torch.stack(counts).cpu()[:, rank]  # what each process reads from this one
         plan = cls(halo.new_zeros(0), [0] * world, [0] * world, group, method)
         # route each requested position to its owner: the requests are the send lists
-        requests = plan._route(halo.cpu().view(-1, 1), recv_counts.tolist(), send_counts.tolist())
-        send_index = requests.view(-1) - int(offsets[rank])
+        requests = plan._route(halo.view(-1, 1).to(device), recv_counts.tolist(),
+                               send_counts.tolist())
+        send_index = requests.view(-1).cpu() - int(offsets[rank])
         return cls(send_index, send_counts.tolist(), recv_counts.tolist(), group, method)
 
     @property
