@@ -361,7 +361,10 @@ class NeuralSVD:
             opt = torch.optim.Adam(params, lr=lr or 1e-3)
         loss_fn = (self.loss if width == self.k else NestedLoRA(width, self.nesting)).to(device)
 
-        scale = max(abs(b) for b in target.spectral_bounds()) or 1.0
+        # the user's operator's bound, not the shifted target's: for an
+        # indefinite operator the shift doubles the target's bound, and
+        # residuals and tolerances relative to it read up to 2x too small
+        scale = max(abs(b) for b in operator.spectral_bounds()) or 1.0
         # safe bounds (0, 0): T = 0, every unit vector is a pair with value 0,
         # and descent on the quartic term alone can only diverge
         zero = max(abs(b) for b in operator.spectral_bounds()) == 0
@@ -378,6 +381,7 @@ class NeuralSVD:
                    leave=False)
         # a free table of a symmetric matrix: the loss's gradient in closed form
         closed_form = free_table and not svd and target.shape is not None
+        balanced = free_table and svd
         for step in bar:
             f = models[0](*inputs)
             g = models[1](*inputs) if svd else None
@@ -390,6 +394,8 @@ class NeuralSVD:
                 terms = target.lora_terms(f, g)
                 loss = loss_fn(terms)
             descend(opt, params, self.grad_clip, None if closed_form else loss)
+            if balanced:
+                self._balance(models, opt)
             pending.append(loss.detach())
             if (step + 1) % check_every == 0 or step == steps - 1:
                 self._flush_losses(pending, losses, opt)
@@ -508,8 +514,17 @@ class NeuralSVD:
     def _tables(self, target, n, svd, init, generator, dtype, device, width):
         def table(start):
             return EigenTable(n, width, start, generator, dtype, device)
+        if init is None and svd:
+            # random tables with mean squared entries bound / k: a fixed scale
+            # far above the singular values of a small operator diverges under
+            # the step sized from the bound
+            hi = max(abs(b) for b in target.spectral_bounds()) or 1.0
+            tables = (table(None), table(None))
+            for t in tables:
+                t.weight.data.mul_(math.sqrt(hi))
+            return tables
         if init is None:
-            return (table(None), table(None)) if svd else table(None)
+            return table(None)
         if isinstance(init, NeuralSVDResult):
             if svd:
                 return (table(init.model[0].weight.detach()), table(init.model[1].weight.detach()))
@@ -542,6 +557,26 @@ class NeuralSVD:
             raise FloatingPointError(
                 f"NestedLoRA loss became {bad} at step {len(losses)}; lower lr "
                 f"(now {opt.param_groups[0]['lr']:.3g}) or set grad_clip")
+
+    @staticmethod
+    @torch.no_grad()
+    def _balance(tables: tuple[EigenTable, EigenTable], opt) -> None:
+        r"""Rescales each column pair of the SVD form's tables to equal
+        norms, f_l <- c f_l and g_l <- g_l / c. The loss is invariant under
+        this rescaling, so descent does not hold the two norms together:
+        they drift apart along it (on tiny operators from the first steps),
+        the curvature in one table grows with the other's norm, and the step
+        sized from the spectral bound diverges. The momentum buffers are
+        displacements and scale with their tables."""
+        F, G = tables[0].weight, tables[1].weight
+        c = (G.norm(dim=0) / F.norm(dim=0)).sqrt()
+        c = torch.where(torch.isfinite(c) & (c > 0), c, torch.ones_like(c))
+        F.mul_(c)
+        G.div_(c)
+        for param, factor in ((F, c), (G, 1 / c)):
+            buf = opt.state.get(param, {}).get('momentum_buffer')
+            if buf is not None:
+                buf.mul_(factor)
 
     @staticmethod
     @torch.no_grad()
