@@ -365,7 +365,7 @@ def test_seed_sign_convention_and_attr_name():
         b = AddNeuralSVDPE(6, method=method, seed=7)(data.clone()).laplacian_eigenvector_pe
         assert torch.equal(a, b)
     fixed = AddNeuralSVDPE(6, random_sign=False)(data.clone()).laplacian_eigenvector_pe
-    ties = fixed.abs() >= fixed.abs().max(0).values * (1 - 1e-6)
+    ties = fixed.abs() >= fixed.abs().max(0).values * (1 - 1e-3)
     top = (ties * torch.arange(n, 0, -1)[:, None]).argmax(0)  # first tie
     assert (fixed[top, torch.arange(6)] > 0).all()
     flipped = [AddNeuralSVDPE(6, seed=s)(data.clone()).laplacian_eigenvector_pe for s in range(4)]
@@ -374,6 +374,19 @@ def test_seed_sign_convention_and_attr_name():
     out = AddNeuralSVDPE(6, attr_name=None, random_sign=False)(data.clone())
     assert out.x.shape == (n, 8) and torch.equal(out.x[:, 2:], fixed)
     assert out.laplacian_eigenvector_pe_eigenvalues.shape == (1, 6)
+
+
+def test_signs_agree_across_solvers_on_a_symmetric_graph():
+    r"""A path's eigenvectors have entries of equal magnitude at mirrored
+    nodes, which the iterative solvers return only to their accuracy: the
+    sign convention takes such near-ties (within 1e-3) as ties, so every
+    solver gives the same signs (at 1e-6, NeuralSVD's differed from the
+    dense solver's in 2 of 8 columns)."""
+    data = Data(edge_index=path_graph(100), num_nodes=100)
+    exact = AddNeuralSVDPE(8, method='exact', random_sign=False)(data.clone())
+    for method in ('arpack', 'neuralsvd'):
+        out = AddNeuralSVDPE(8, method=method, random_sign=False)(data.clone())
+        assert (out.laplacian_eigenvector_pe - exact.laplacian_eigenvector_pe).abs().max() < 1e-3
 
 
 def test_bad_input():

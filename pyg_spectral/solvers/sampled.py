@@ -17,6 +17,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from ..io import digest
+from ..linalg import rayleigh_ritz, whitening
 from ..losses import NestedLoRA
 from ..operators.base import LoRATerms, weighted_mean
 from ..operators.sampling import SampledOperator
@@ -59,18 +60,11 @@ def ritz_values(gram_f: Tensor, gram_g: Tensor, cross: Tensor, svd: bool) -> Ten
         raise FloatingPointError("the model gave NaN or inf values on the evaluation "
                                  "samples; check the model and the operator's potential "
                                  "where it is singular")
-
-    def basis(gram: Tensor) -> Tensor:
-        e, V = torch.linalg.eigh(gram.double())
-        keep = e > 1e-10 * e.abs().max()
-        return V[:, keep] * e[keep].rsqrt()
-
-    Wf = basis(gram_f)
     if not svd:
-        A = Wf.transpose(0, 1) @ cross.double() @ Wf
-        values = torch.linalg.eigvalsh((A + A.transpose(0, 1)) / 2).flip(0)
+        values = rayleigh_ritz(cross.double(), gram_f.double(), descending=True)[0]
     else:
-        values = torch.linalg.svdvals(basis(gram_g).transpose(0, 1) @ cross.double() @ Wf)
+        C = whitening(gram_g.double()).transpose(0, 1) @ cross.double() @ whitening(gram_f.double())
+        values = torch.linalg.svdvals(C)
     return torch.cat([values, values.new_full((k - values.numel(),), float('nan'))])
 
 

@@ -13,7 +13,6 @@ from torch_geometric.data import Batch, Data
 from torch_geometric.data.datapipes import functional_transform
 from torch_geometric.transforms import BaseTransform
 from torch_geometric.transforms.add_positional_encoding import add_node_attr
-from torch_geometric.utils import scatter
 
 from ..devices import resolve_device
 from ..linalg import canonical_sign_vector
@@ -72,25 +71,6 @@ def _solver_keywords_error(method: str, kwargs: dict[str, Any]) -> TypeError:
                      f"arguments ({names}): pass {rewrite}{note}")
 
 
-def segment_sign(X: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
-    r"""Signs :obj:`[G, k]` that make, in every graph and column of :obj:`X`
-    :obj:`[n, k]`, the entry of largest magnitude positive; entries within
-    :obj:`1e-6` (relative) of the largest count as ties, which go to the
-    lowest node index, so that symmetric eigenvectors (entries :math:`\pm m`)
-    get the same sign from every solver and after rounding to float32.
-    All-zero columns keep their sign."""
-    if num_graphs == 1:
-        return canonical_sign_vector(X, rtol=1e-6)[None]
-    n = X.size(0)
-    mag = X.abs()
-    top = scatter(mag, batch, 0, dim_size=num_graphs, reduce='max')
-    index = torch.arange(n, device=X.device)[:, None].expand_as(X)
-    first = torch.where(mag >= top[batch] * (1 - 1e-6), index, torch.full_like(index, n))
-    first = scatter(first, batch, 0, dim_size=num_graphs, reduce='min').clamp_max(n - 1)
-    sign = torch.sign(X.gather(0, first))
-    return torch.where(sign == 0, torch.ones_like(sign), sign)
-
-
 @functional_transform('add_neuralsvd_pe')
 class AddNeuralSVDPE(BaseTransform):
     r"""Adds the Laplacian eigenvector positional encoding (Dwivedi et al.,
@@ -126,8 +106,11 @@ class AddNeuralSVDPE(BaseTransform):
       :math:`k + 1`) has only :math:`n - 1` non-trivial eigenvectors; the
       other columns are zero and their eigenvalues 0.
     * **Signs.** With :obj:`random_sign=False` the entry of largest magnitude
-      of each column (per graph) is positive, ties (within 1e-6 relative)
-      going to the lowest node index. With :obj:`random_sign=True` that column is then multiplied by a
+      of each column (per graph) is positive, ties (within
+      :obj:`~pyg_spectral.linalg.SIGN_RTOL` = 1e-3 relative) going to the
+      lowest node index, as every basis of the library
+      (:func:`~pyg_spectral.linalg.canonical_signs`). With
+      :obj:`random_sign=True` that column is then multiplied by a
       random sign per graph and column: with a :obj:`seed`, a function of the
       seed and of the graph itself, so that a graph gets the same signs
       encoded alone, in any :class:`~torch_geometric.data.Batch` and through
@@ -285,7 +268,7 @@ class AddNeuralSVDPE(BaseTransform):
             pe, eig = vectors, values
         else:
             pe, eig = self._assemble(problem, vectors, values)
-        sign = segment_sign(pe, g, G)
+        sign = canonical_sign_vector(pe, batch=g, num_graphs=G)
         if self.random_sign and self.seed is not None:
             sign = sign * seeded_signs(edge_index, g, problem.ptr, self.seed, k).to(sign)
         elif self.random_sign:

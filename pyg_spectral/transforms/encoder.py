@@ -14,6 +14,7 @@ from torch_geometric.data import Data
 from torch_geometric.utils import to_dense_batch
 from tqdm.auto import tqdm
 
+from ..linalg import rayleigh_ritz
 from ..losses import subspace_lora_loss
 from ..operators import DerivedOperator, GraphOperator, LinearOperator, ShiftedOperator
 from ..operators.nullspace import DeflatedLaplacian
@@ -261,8 +262,7 @@ def encoder_solve(encoder: PEEncoder, problem: LaplacianProblem, seed: int | Non
     dense, mask = to_dense_batch(F, batch)  # [G, nmax, m]
     Q = torch.linalg.qr(dense).Q
     LQ, _ = to_dense_batch(operator.matmul(Q[mask]), batch)
-    H = Q.transpose(1, 2) @ LQ
-    theta, S = torch.linalg.eigh((H + H.transpose(1, 2)) / 2)
+    theta, S = rayleigh_ritz(Q.mT @ LQ)
     ritz = (Q @ S)[mask]  # [n, m], ascending Ritz values per graph
     t = min(int(problem.q.max()), m)
     keep = torch.arange(t, device=batch.device)[None, :] < problem.q[:, None]  # [G, t]

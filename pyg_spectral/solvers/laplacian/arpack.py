@@ -14,6 +14,7 @@ from scipy.sparse.linalg import ArpackNoConvergence, eigsh, splu
 from scipy.sparse.linalg import LinearOperator as ScipyOperator
 from torch import Tensor
 
+from ...linalg import rayleigh_ritz
 from .options import ARPACK_OPTIONS, check_solver_options
 from .problem import GraphProblem
 
@@ -277,8 +278,8 @@ def _attempt(system: _System, graph: GraphProblem, seed: int | None, oversample:
             return _Fallback.STALLED
         if real is np.float32:  # float64 Ritz pairs of the float32 span
             vectors = np.linalg.qr(vectors.astype(np.float64))[0]
-            values, rotation = np.linalg.eigh(vectors.T @ (L @ vectors))
-            vectors = vectors @ rotation
+            values, rotation = rayleigh_ritz(torch.from_numpy(vectors.T @ (L @ vectors)))
+            values, vectors = values.numpy(), vectors @ rotation.numpy()
         new = values < bound - slack if round_ else values < np.inf
         if not new.any():
             break
