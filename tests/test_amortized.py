@@ -8,8 +8,8 @@ from torch_geometric.utils import degree, to_scipy_sparse_matrix
 
 from pyg_spectral.losses.eigen_losses import brockett_weights, eigen_loss_from_rayleigh
 from pyg_spectral.metrics import max_principal_sine
-from pyg_spectral.nn import (AmortizedEigenbasis, amortized_eigh, amortized_svd, eigen_loss,
-                             eigen_parameters, exact_eigh)
+from pyg_spectral.nn import (AmortizedEigenbasis, ExactEigenbasis, amortized_eigh, amortized_svd,
+                             eigen_loss, eigen_parameters, exact_eigh)
 from pyg_spectral.nn.amortized import canonical_signs
 from pyg_spectral.operators import GraphOperator
 
@@ -194,7 +194,7 @@ def test_exact_solvers_agree_with_signs():
 
 def test_module_warm_start_exact_mode_and_shared_loss():
     op = GraphOperator.from_edge_index(path_graph(30), kind='gcn', dtype=torch.float64)
-    exact = AmortizedEigenbasis(30, 3, exact=True, method='eigh')
+    exact = ExactEigenbasis(30, 3, method='eigh')
     U_ex, lam_ex = exact(op)
     assert exact(op)[0] is U_ex  # cached per operator
     basis = AmortizedEigenbasis(30, 3).double().warm_start(U_ex)
@@ -205,7 +205,7 @@ def test_module_warm_start_exact_mode_and_shared_loss():
     total = eigen_loss(model)  # the shared basis counts once, the exact one adds zero
     assert float(total) == pytest.approx(float(basis.eigen_loss()))
     assert float(total) == pytest.approx(-float((brockett_weights(3) * lam_ex).sum()))
-    assert 'k=3' in repr(basis) and 'exact' in repr(exact)
+    assert 'k=3' in repr(basis) and repr(exact).startswith('ExactEigenbasis(')
     # the shared basis's W once; the exact one has no parameter
     params = eigen_parameters(torch.nn.ModuleList([model, torch.nn.Linear(2, 2)]))
     assert len(params) == 1 and params[0] is basis.weight

@@ -10,6 +10,7 @@ from torch_geometric.nn.inits import zeros
 
 from ..operators import GraphOperator, NullSpace
 from .amortized import AmortizedEigenbasis
+from .eigenbasis import Eigenbasis, ExactEigenbasis
 
 BASES = ('amortized', 'exact')
 
@@ -74,13 +75,14 @@ class LowRankGCNConv(nn.Module):
     only component indicators). :math:`g` is the identity unless
     :obj:`response_degree` asks for a learned polynomial response.
 
-    The eigenpairs come from an :class:`~pyg_spectral.nn.AmortizedEigenbasis`:
-    learned along with the model (:obj:`basis='amortized'`, add
-    :func:`pyg_spectral.nn.eigen_loss` to the training loss) or solved
-    exactly once per graph (:obj:`basis='exact'`; a solver that is right on
+    The eigenpairs come from an eigenbasis: an
+    :class:`~pyg_spectral.nn.AmortizedEigenbasis`, learned along with the
+    model (:obj:`basis='amortized'`, add :func:`pyg_spectral.nn.eigen_loss`
+    to the training loss), or an :class:`~pyg_spectral.nn.ExactEigenbasis`,
+    solved once per graph (:obj:`basis='exact'`; a solver that is right on
     repeated eigenvalues). Layers on the same graph share one basis by passing
-    the same :class:`AmortizedEigenbasis` object; each step then computes it
-    once, and builds the graph's matrix once.
+    the same basis object; each step then computes it once, and builds the
+    graph's matrix once.
 
     Args:
         in_channels (int): size of each input sample.
@@ -88,9 +90,9 @@ class LowRankGCNConv(nn.Module):
         k (int, optional): number of eigenpairs learned next to the component
             space (default: :obj:`16`); at most :math:`n - c` for a graph of
             :math:`c` components.
-        basis (str or AmortizedEigenbasis, optional): :obj:`'amortized'`,
-            :obj:`'exact'` or a (shared) :class:`AmortizedEigenbasis`
-            (default: :obj:`'amortized'`).
+        basis (str or Eigenbasis, optional): :obj:`'amortized'`,
+            :obj:`'exact'` or a (shared) :class:`AmortizedEigenbasis` or
+            :class:`ExactEigenbasis` (default: :obj:`'amortized'`).
         components (bool, optional): propagate the component space in closed
             form and learn the :obj:`k` eigenpairs after it (default:
             :obj:`True`); :obj:`False` is the paper's plain top-k.
@@ -112,8 +114,9 @@ class LowRankGCNConv(nn.Module):
         num_nodes (int, optional): number of nodes, which sizes the amortized
             basis; if :obj:`None` it is taken from the first call (create the
             optimizer after it).
-        **basis_kwargs (optional): passed to :class:`AmortizedEigenbasis`
-            (e.g. :obj:`loss`, :obj:`loss_weight`, :obj:`method`).
+        **basis_kwargs (optional): passed to the basis the layer creates:
+            :class:`AmortizedEigenbasis` (e.g. :obj:`loss`,
+            :obj:`loss_weight`) or :class:`ExactEigenbasis` (:obj:`method`).
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, F_{in})`, edge
@@ -127,7 +130,7 @@ class LowRankGCNConv(nn.Module):
         in_channels: int,
         out_channels: int,
         k: int = 16,
-        basis: str | AmortizedEigenbasis = 'amortized',
+        basis: str | Eigenbasis = 'amortized',
         components: bool = True,
         root_weight: bool = False,
         response_degree: int | None = None,
@@ -145,15 +148,17 @@ class LowRankGCNConv(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.components, self.cached = bool(components), bool(cached)
         self.response_degree = response_degree
-        if isinstance(basis, AmortizedEigenbasis):
+        if isinstance(basis, Eigenbasis):
             if basis.k != k:
                 raise ValueError(f"the shared basis has k={basis.k} but k={k} was passed")
             self._owns_basis = False
         elif basis in BASES:
-            basis = AmortizedEigenbasis(num_nodes, k, exact=basis == 'exact', **basis_kwargs)
+            make = ExactEigenbasis if basis == 'exact' else AmortizedEigenbasis
+            basis = make(num_nodes, k, **basis_kwargs)
             self._owns_basis = True
         else:
-            raise ValueError(f"basis must be one of {BASES} or an AmortizedEigenbasis, got {basis!r}")
+            raise ValueError(f"basis must be one of {BASES} or an Eigenbasis (e.g. a shared "
+                             f"AmortizedEigenbasis), got {basis!r}")
         if not basis.largest:
             raise ValueError("the basis must learn the largest eigenpairs (largest=True)")
         self.basis = basis
@@ -225,7 +230,7 @@ class LowRankGCNConv(nn.Module):
         return out
 
     def __repr__(self) -> str:
-        kind = 'amortized' if not self.basis.exact else 'exact'
+        kind = 'exact' if isinstance(self.basis, ExactEigenbasis) else 'amortized'
         extra = '' if self.components else ', components=False'
         extra += ', root_weight=True' if self.lin_root is not None else ''
         extra += f', response_degree={self.response_degree}' if self.response is not None else ''

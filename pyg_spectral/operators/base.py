@@ -1,6 +1,7 @@
 """The protocol every operator T implements, and the terms the solvers need."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -137,3 +138,45 @@ class DerivedOperator(LinearOperator):
     @property
     def dtype(self) -> torch.dtype:
         return self.inner.dtype
+
+
+Matrix = Tensor | LinearOperator
+
+
+def square_size(A: Matrix, name: str = 'A') -> int:
+    r"""The size :math:`n` of a square symmetric :obj:`A`: a dense
+    :obj:`[n, n]` tensor (checked for symmetry) or a symmetric
+    :class:`LinearOperator`; an error that names :obj:`name` otherwise."""
+    if isinstance(A, LinearOperator):
+        if A.shape is None or A.shape[0] != A.shape[1] or not A.is_symmetric:
+            raise ValueError(f"{name} must be a square symmetric operator, got {A!r}")
+        return A.shape[0]
+    if not isinstance(A, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor or a LinearOperator, got {type(A).__name__}")
+    if A.dim() != 2 or A.size(0) != A.size(1) or not A.is_floating_point():
+        raise ValueError(f"{name} must be a square floating-point matrix [n, n], got "
+                         f"{tuple(A.shape)} of dtype {A.dtype}")
+    # a dense product costs n^2 k anyway; the check costs n^2 (non-finite
+    # entries are left to the product's check, which names them)
+    asymmetry = float((A - A.mT).detach().abs().max()) if A.numel() else 0.0
+    scale = max(float(A.detach().abs().max()), 1.0)
+    if math.isfinite(asymmetry) and asymmetry > 1e3 * torch.finfo(A.dtype).eps * scale:
+        raise ValueError(f"{name} must be symmetric (its eigenvectors are the top of a "
+                         f"symmetric matrix), but max |A - A^T| = {asymmetry:.3g}; for a "
+                         f"non-symmetric M use amortized_svd")
+    return A.size(0)
+
+
+def matmat(A: Matrix, X: Tensor) -> Tensor:
+    r""":math:`A X` for a dense tensor or an operator :obj:`A`."""
+    return A.matmul(X) if isinstance(A, LinearOperator) else A @ X
+
+
+def to_dense(A: Matrix) -> Tensor:
+    r"""The dense matrix of :obj:`A` (for small ones: an operator without
+    :meth:`to_dense` is applied to the identity)."""
+    if isinstance(A, Tensor):
+        return A
+    if hasattr(A, 'to_dense'):
+        return A.to_dense()
+    return A.matmul(torch.eye(A.shape[0], device=A.device, dtype=A.dtype))

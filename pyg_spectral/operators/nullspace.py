@@ -252,6 +252,21 @@ class NullSpace:
                            torch.zeros_like(value))
 
 
+def check_complement(null: NullSpace | None, n: int, k: int) -> None:
+    r"""Raises unless :obj:`null` (or :obj:`None`) is a :class:`NullSpace` of
+    an :obj:`n`-node graph leaving room for :obj:`k` directions next to it."""
+    if null is None:
+        return
+    if not isinstance(null, NullSpace):
+        raise TypeError(f"null must be a NullSpace, got {type(null).__name__}")
+    if null.basis.size(0) != n:
+        raise ValueError(f"null has {null.basis.size(0)} nodes but the matrix has {n} rows")
+    if k > n - null.dim:
+        raise ValueError(f"k={k} exceeds the {n - null.dim} directions left next to the "
+                         f"{null.dim}-dimensional component space of a {n}-node graph; "
+                         f"lower k")
+
+
 class DeflatedLaplacian(DerivedOperator):
     r""":math:`L + s\,P_0`, with :math:`P_0` the projector onto the Laplacian's
     zero eigenspace (see :class:`NullSpace`): the same eigenvectors, with the

@@ -1,11 +1,11 @@
-from ...nn import AmortizedEigenbasis, LowRankGCNConv
+from ...nn import AmortizedEigenbasis, Eigenbasis, ExactEigenbasis, LowRankGCNConv
 from ..registry import register_model
 from .gcn import GCN
 
 DEFAULT_K = 16
 
 
-def _lowrank_gcn(num_features: int, num_classes: int, basis: AmortizedEigenbasis,
+def _lowrank_gcn(num_features: int, num_classes: int, basis: Eigenbasis,
                  components: bool = True) -> GCN:
     r"""The two-layer GCN with :class:`LowRankGCNConv` layers sharing one
     rank-k eigenbasis of the GCN-normalized adjacency, each with a root weight
@@ -26,7 +26,7 @@ def build_lowrank_gcn(num_features, num_classes, data, k=DEFAULT_K):
 
 # the exact basis is a function of the graph alone: the seeds of one run share
 # it, solved once (a new basis per seed would solve PubMed's ten times)
-_exact_bases: dict[tuple, AmortizedEigenbasis] = {}
+_exact_bases: dict[tuple, ExactEigenbasis] = {}
 
 
 @register_model('lowrank-gcn-exact', 'the same on the exact eigenvectors (solved once per graph)',
@@ -35,7 +35,7 @@ def build_lowrank_gcn_exact(num_features, num_classes, data, k=DEFAULT_K):
     key = (id(data.edge_index), data.num_nodes, k)
     if key not in _exact_bases:
         _exact_bases.clear()  # one graph at a time
-        _exact_bases[key] = AmortizedEigenbasis(data.num_nodes, k, exact=True)
+        _exact_bases[key] = ExactEigenbasis(data.num_nodes, k)
     return _lowrank_gcn(num_features, num_classes, _exact_bases[key])
 
 
