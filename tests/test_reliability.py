@@ -629,7 +629,7 @@ def test_certificate_does_not_extend_across_a_real_gap():
     f = torch.cat([V, torch.stack([-s * E[1] + c * E[2], E[3]], 1)], 1)
     values = torch.diagonal(V.T @ (d[:, None] * V))
     result = NeuralSVDResult(values, V, None)
-    residual, bound, _ = NeuralSVD._accuracy(top_positive(op), result, f, False, 10.0)
+    residual, bound, _ = NeuralSVD._accuracy(op, top_positive(op), result, f, False, 10.0)
     assert max_principal_sine(V, E[:, :2]) > 0.4
     assert bound > 1e-2  # not certified
 

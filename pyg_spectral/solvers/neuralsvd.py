@@ -11,10 +11,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from ..linalg import canonical_signs
+from ..linalg import canonical_signs, rayleigh_ritz
 from ..losses import NestedLoRA
-from ..operators.base import LinearOperator, LoRATerms
+from ..operators.base import LinearOperator
 from ..operators.spectral import top_positive
+from .loop import check_models, descend, flush_losses, positive_int, rayleigh_quotients, show
+from .loop import drain_losses  # noqa: F401 (solvers.distributed imports it from here)
 
 
 # What `converged` means without `tol` (the library's accuracy contract):
@@ -29,44 +31,6 @@ CERTIFIED_RESIDUAL = 1e-4
 # the pairs of cycles of 30-200 nodes and on a zero operator; a 2000-node
 # path's smallest gaps are 25 eps)
 ROUNDING_GAP = 10
-
-
-def positive_int(value: object, name: str) -> int:
-    r""":obj:`value` if it is an integer >= 1 (not a bool), else an error naming :obj:`name`."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer >= 1, got {type(value).__name__} {value!r}")
-    if value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
-
-
-def drain_losses(pending: list[Tensor], losses: list[float]) -> float | None:
-    r"""Moves the on-device losses of :obj:`pending` to :obj:`losses` with one
-    host sync for the lot (a sync per step stalls a GPU). Stops at the first
-    non-finite value and returns it (the step is :obj:`len(losses)`), else
-    :obj:`None`."""
-    if not pending:
-        return None
-    values = torch.stack(pending).tolist()
-    pending.clear()
-    for value in values:
-        if not math.isfinite(value):
-            return value
-        losses.append(value)
-    return None
-
-
-def descend(opt: torch.optim.Optimizer, params: list[Tensor], grad_clip: float | None,
-            loss: Tensor | None = None) -> None:
-    r"""One optimizer step: back-propagates :obj:`loss` (or, when it is
-    :obj:`None`, uses the gradients already set in closed form), clips the
-    gradient norm to :obj:`grad_clip` when given, and steps."""
-    if loss is not None:
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-    if grad_clip is not None:
-        torch.nn.utils.clip_grad_norm_(params, grad_clip)
-    opt.step()
 
 
 class EigenTable(nn.Module):
@@ -141,17 +105,37 @@ def _ordered_orthonormal(X: Tensor) -> Tensor:
     return Q * torch.where(sign == 0, torch.ones_like(sign), sign)
 
 
-def _sym(H: Tensor) -> Tensor:
-    return (H + H.transpose(0, 1)) / 2
-
-
-def _eigh(H: Tensor) -> tuple[Tensor, Tensor]:
-    # LAPACK fails on NaN with a message about ill-conditioning, not the cause
-    if not torch.isfinite(H).all():
-        raise FloatingPointError(
-            "the operator applied to the fitted vectors gave NaN or inf values; check the "
-            "operator (a custom LinearOperator's matmul) and init= for non-finite values")
-    return torch.linalg.eigh(H)
+@dataclass
+class _Run:
+    r"""One :meth:`NeuralSVD.fit`: its settings, then its state as it runs."""
+    operator: LinearOperator
+    target: LinearOperator  # the operator with the wanted end on top (the SVD form: itself)
+    largest: bool
+    svd: bool
+    free_table: bool
+    model: nn.Module | tuple[nn.Module, nn.Module]
+    models: tuple[nn.Module, ...]
+    inputs: tuple
+    n: int
+    width: int
+    dtype: torch.dtype
+    opt: torch.optim.Optimizer
+    params: list[Tensor]
+    loss_fn: NestedLoRA
+    scale: float  # the operator's spectral bound: what residuals and tol are relative to
+    zero: bool  # a zero operator: nothing to descend
+    closed_form: bool
+    restarts: bool
+    steps: int
+    check_every: int
+    tol: float | None
+    step: int = 0
+    losses: list[float] = field(default_factory=list)
+    pending: list[Tensor] = field(default_factory=list)  # on-device: no sync every step
+    history: list[Tensor] = field(default_factory=list)
+    previous: Tensor | None = None
+    converged: bool = False
+    stopped: bool = False
 
 
 class NeuralSVD:
@@ -278,6 +262,21 @@ class NeuralSVD:
                 :obj:`[n, k]` vectors.
             svd: use the SVD form (default: when the operator is not symmetric).
         """
+        run = self._prepare(operator, model, inputs, steps, lr, largest, tol, check_every,
+                            init, svd)
+        bar = tqdm(range(0 if run.zero else steps), disable=not progress, desc='NeuralSVD',
+                   leave=False)
+        if run.closed_form:
+            self._descend_table(run, bar, callback)
+        else:
+            self._descend_autograd(run, bar, callback)
+        bar.close()
+        return self._conclude(run, refine)
+
+    def _prepare(self, operator, model, inputs, steps, lr, largest, tol, check_every, init,
+                 svd) -> '_Run':
+        r"""Checks the arguments of :meth:`fit` and builds what every mode
+        needs: the target, the models, the optimizer, the loss."""
         if isinstance(operator, Tensor):
             raise TypeError(
                 "operator is a torch.Tensor; fit() takes a LinearOperator: build a graph "
@@ -321,18 +320,7 @@ class NeuralSVD:
         models = tuple(model) if isinstance(model, (tuple, list)) else (model,)
         if svd and len(models) != 2:
             raise ValueError("the SVD form needs model=(right_model, left_model)")
-        for m in models:
-            if not isinstance(m, nn.Module):
-                raise TypeError(f"model must be an nn.Module (or a pair for the SVD form), "
-                                f"got {type(m).__name__}")
-            for p in m.parameters():
-                if p.device != device:
-                    raise ValueError(f"model parameters are on {p.device} but the operator "
-                                     f"is on {device}; move one with .to()")
-                if p.is_floating_point() and p.dtype != dtype:
-                    raise TypeError(f"model parameters are {p.dtype} but the operator is "
-                                    f"{dtype}; convert one (model.to({dtype}) or "
-                                    f"operator.to(dtype={p.dtype}))")
+        check_models(models, device, dtype)
         inputs = () if inputs is None else (inputs if isinstance(inputs, tuple) else (inputs,))
         for x in inputs:
             if isinstance(x, Tensor) and x.is_floating_point() and x.dtype != dtype:
@@ -347,90 +335,116 @@ class NeuralSVD:
                              f"finite safe bounds of the spectrum (e.g. Gershgorin's row "
                              f"sums) to shift the operator and size its steps")
         params = [p for m in models for p in m.parameters()]
-        opt_name = self.optimizer or ('sgd' if free_table else 'adam')
-        if opt_name == 'sgd':
+        closed_form = free_table and not svd
+        restarts = closed_form and self.ritz_restart
+        if (self.optimizer or ('sgd' if free_table else 'adam')) == 'sgd':
             # inner products are means over n rows, so a table's gradient carries
             # a 1/n; the curvature of the loss is about 8 * bound / n
             hi = max(abs(b) for b in target.spectral_bounds()) or 1.0
-            restarted = free_table and not svd and self.ritz_restart
-            step_scale = self.step_scale or (0.15 if restarted else 0.125)
-            momentum = self.momentum if self.momentum is not None else (0.97 if restarted else 0.9)
+            step_scale = self.step_scale or (0.15 if restarts else 0.125)
+            momentum = self.momentum if self.momentum is not None else (0.97 if restarts else 0.9)
             opt = torch.optim.SGD(params, lr=lr or step_scale * n / hi,
                                   momentum=momentum, nesterov=True)
         else:
             opt = torch.optim.Adam(params, lr=lr or 1e-3)
         loss_fn = (self.loss if width == self.k else NestedLoRA(width, self.nesting)).to(device)
-
         # the user's operator's bound, not the shifted target's: for an
         # indefinite operator the shift doubles the target's bound, and
         # residuals and tolerances relative to it read up to 2x too small
-        scale = max(abs(b) for b in operator.spectral_bounds()) or 1.0
+        scale = max(abs(b) for b in bounds) or 1.0
         # safe bounds (0, 0): T = 0, every unit vector is a pair with value 0,
         # and descent on the quartic term alone can only diverge
-        zero = max(abs(b) for b in operator.spectral_bounds()) == 0
-        restarts = free_table and not svd and self.ritz_restart
-        if restarts and not zero:
+        zero = max(abs(b) for b in bounds) == 0
+        return _Run(operator, target, largest, svd, free_table, model, models, inputs, n, width,
+                    dtype, opt, params, loss_fn, scale, zero, closed_form, restarts, steps,
+                    check_every, tol, step=-1 if zero else 0)
+
+    def _descend_table(self, run: '_Run', bar, callback) -> None:
+        r"""The EVD form of a free table: the NestedLoRA gradient in closed
+        form (:meth:`~pyg_spectral.losses.NestedLoRA.table_gradient`), since
+        autograd's bookkeeping otherwise costs more than the sparse product,
+        and with :obj:`ritz_restart` a Rayleigh-Ritz restart at every check."""
+        table = run.models[0]
+        if run.restarts and not run.zero:
             # start at the optimal column norms: the curvature of the quartic
             # term grows with |F|^2, so a random scale can diverge at once
-            self._ritz_restart(target, models[0], opt, self.k)
-        losses: list[float] = []
-        pending: list[Tensor] = []  # on-device losses: no sync every step on a GPU
-        history: list[Tensor] = []
-        previous, converged, stopped, step = None, False, False, -1 if zero else 0
-        bar = tqdm(range(0 if zero else steps), disable=not progress, desc='NeuralSVD',
-                   leave=False)
-        # a free table of a symmetric matrix: the loss's gradient in closed form
-        closed_form = free_table and not svd and target.shape is not None
-        balanced = free_table and svd
-        for step in bar:
-            f = models[0](*inputs)
-            g = models[1](*inputs) if svd else None
-            self._check_width(f, n, width, dtype)
-            if closed_form:
-                with torch.no_grad():
-                    loss, f.grad, cross = loss_fn.table_gradient(f, target.matmul(f))
-                terms = LoRATerms(f.detach(), None, cross)
-            else:
-                terms = target.lora_terms(f, g)
-                loss = loss_fn(terms)
-            descend(opt, params, self.grad_clip, None if closed_form else loss)
+            self._ritz_restart(run.target, table, run.opt, self.k)
+        for run.step in bar:
+            f = table()
+            self._check_width(f, run.n, run.width, run.dtype)
+            with torch.no_grad():
+                loss, f.grad, cross = run.loss_fn.table_gradient(f, run.target.matmul(f))
+            descend(run.opt, run.params, self.grad_clip)
+            run.pending.append(loss.detach())
+            # (f shares the table's storage: the quotients are those after the step)
+            if self._at_check(run, bar, callback, lambda: rayleigh_quotients(f.detach(), None, cross)):
+                break
+
+    def _descend_autograd(self, run: '_Run', bar, callback) -> None:
+        r"""Models, and the SVD form: the loss through autograd; a pair of
+        tables rebalanced after every step (:meth:`_balance`)."""
+        balanced = run.free_table and run.svd
+        for run.step in bar:
+            f = run.models[0](*run.inputs)
+            g = run.models[1](*run.inputs) if run.svd else None
+            self._check_width(f, run.n, run.width, run.dtype)
+            terms = run.target.lora_terms(f, g)
+            loss = run.loss_fn(terms)
+            descend(run.opt, run.params, self.grad_clip, loss)
             if balanced:
-                self._balance(models, opt)
-            pending.append(loss.detach())
-            if (step + 1) % check_every == 0 or step == steps - 1:
-                self._flush_losses(pending, losses, opt)
-                with torch.no_grad():
-                    est = self._rayleigh(terms)[:self.k]
-                history.append(est.cpu())
-                shown = est if svd else target.original_eigenvalues(est)
-                bar.set_postfix(loss=f'{losses[-1]:.4g}',
-                                eig=' '.join(f'{v:.4g}' for v in shown[:4].tolist()))
-                if callback is not None and callback(step, losses[-1], shown.detach()):
-                    stopped = True
-                    break
-                if restarts:
-                    residual = self._ritz_restart(target, models[0], opt, self.k)
-                    if tol is not None and residual <= tol * scale:
-                        converged = True
-                        break
-                elif tol is not None and previous is not None and \
-                        float((est - previous).abs().max()) <= tol * scale:
-                    converged = True
-                    break
-                previous = est
-        bar.close()
+                self._balance(run.models, run.opt)
+            run.pending.append(loss.detach())
+            if self._at_check(run, bar, callback,
+                              lambda: rayleigh_quotients(terms.f, terms.g, terms.cross)):
+                break
+
+    def _at_check(self, run: '_Run', bar, callback, quotients) -> bool:
+        r"""At every :obj:`check_every` steps and the last: the losses
+        checked, the estimates recorded and shown, the callback, and the
+        stopping test (with Ritz restarts: the largest Ritz residual against
+        :obj:`tol`, which the restart computes; otherwise the movement of
+        the estimates). Whether to stop."""
+        step = run.step
+        if (step + 1) % run.check_every != 0 and step != run.steps - 1:
+            return False
+        flush_losses(run.pending, run.losses, run.opt)
+        est = quotients()[:self.k]
+        run.history.append(est.cpu())
+        shown = est if run.svd else run.target.original_eigenvalues(est)
+        show(bar, run.losses[-1], shown)
+        if callback is not None and callback(step, run.losses[-1], shown.detach()):
+            run.stopped = True
+            return True
+        tol, limit = run.tol, None if run.tol is None else run.tol * run.scale
+        if run.restarts:
+            residual = self._ritz_restart(run.target, run.models[0], run.opt, self.k)
+            if tol is not None and residual <= limit:
+                run.converged = True
+                return True
+        elif tol is not None and run.previous is not None and \
+                float((est - run.previous).abs().max()) <= limit:
+            run.converged = True
+            return True
+        run.previous = est
+        return False
+
+    def _conclude(self, run: '_Run', refine: bool) -> NeuralSVDResult:
+        r"""The result: the pairs of the fitted span (:meth:`_finish`), their
+        accuracy (:meth:`_accuracy`), and whether it is certified."""
+        models, svd, steps, tol = run.models, run.svd, run.steps, run.tol
         with torch.no_grad():
-            f = models[0](*inputs)
-            g = models[1](*inputs) if svd else None
-            self._check_finite(f, g, step + 1)
-            result = self._finish(target, f, g, refine, svd, self.k)
-            result.residual, result.sine_bound, limit = self._accuracy(target, result, f, svd,
-                                                                       scale)
-        if tol is None or zero:
+            f = models[0](*run.inputs)
+            g = models[1](*run.inputs) if svd else None
+            self._check_finite(f, g, run.step + 1)
+            result = self._finish(run, f, g, refine)
+            result.residual, result.sine_bound, limit = self._accuracy(
+                run.operator, run.target, result, f, svd, run.scale)
+        converged = run.converged
+        if tol is None or run.zero:
             certified = result.sine_bound <= CERTIFIED_SINE if math.isfinite(result.sine_bound) \
                 else result.residual <= limit
             converged = bool(certified)
-            if not converged and not stopped:
+            if not converged and not run.stopped:
                 measure = (f"a subspace sine bound of {result.sine_bound:.2g} (certified: "
                            f"<= {CERTIFIED_SINE:g})" if math.isfinite(result.sine_bound) else
                            f"a Ritz residual of {result.residual:.2g} of the spectral bound "
@@ -438,13 +452,13 @@ class NeuralSVD:
                 warnings.warn(f"NeuralSVD did not reach the default accuracy within "
                               f"steps={steps}: {measure}; the result is not converged (raise "
                               f"steps=, or set tol= to stop when met)", RuntimeWarning)
-        elif not converged and not stopped:
+        elif not converged and not run.stopped:
             warnings.warn(f"NeuralSVD did not reach tol={tol:g} within steps={steps}; the "
                           f"result is not converged (raise steps=)", RuntimeWarning)
-        result.model = model if not free_table or svd else models[0]
-        result.loss_history = losses
-        result.eigenvalue_history = torch.stack(history) if history else None
-        result.steps, result.converged = step + 1, converged
+        result.model = run.model
+        result.loss_history = run.losses
+        result.eigenvalue_history = torch.stack(run.history) if run.history else None
+        result.steps, result.converged = run.step + 1, converged
         return result
 
     # ------------------------------------------------------------ helpers
@@ -467,18 +481,19 @@ class NeuralSVD:
                     f"and init= for non-finite values, lower lr or set grad_clip")
 
     @staticmethod
-    def _accuracy(target, result: NeuralSVDResult, f: Tensor, svd: bool,
-                  scale: float) -> tuple[float, float, float]:
-        r"""The largest Ritz residual of the returned pairs relative to
-        :obj:`scale`; the Davis-Kahan bound on the sine between the returned
-        vectors' span and the wanted eigenspace: the residual over the gap
-        between their smallest Ritz value and the largest one of the rest of
-        :obj:`f`'s span (:obj:`target` has the wanted end on top); and the
-        residual that certifies the pairs where that bound is :obj:`inf`.
-        A gap within rounding (an eigenvalue repeated across the
+    def _accuracy(operator: LinearOperator, target: LinearOperator, result: NeuralSVDResult,
+                  f: Tensor, svd: bool, scale: float) -> tuple[float, float, float]:
+        r"""The largest Ritz residual of the returned pairs relative to the
+        operator's spectral bound; the Davis-Kahan bound on the sine between
+        the returned vectors' span and the wanted eigenspace: the residual
+        over the gap between their smallest Ritz value and the largest one of
+        the rest of :obj:`f`'s span (:obj:`target`, :obj:`operator` shifted
+        to have the wanted end on top);
+        and the residual that certifies the pairs where that bound is
+        :obj:`inf`. A gap within rounding (an eigenvalue repeated across the
         :obj:`k`-th) is no gap: the vectors are certified together with the
-        next directions of the span, up to the first real gap. Without columns beyond the returned
-        ones there is no gap estimate (bound :obj:`inf`, residual
+        next directions of the span, up to the first real gap. Without
+        columns beyond the returned ones there is no gap estimate (bound :obj:`inf`, residual
         :obj:`CERTIFIED_RESIDUAL`); where every gap in the span is within
         rounding, the residual must be within rounding too."""
         if svd:
@@ -487,7 +502,7 @@ class NeuralSVD:
                                      (target.rmatmul(W) - V * values).norm(dim=0))
             return float(residual.max()) / scale, math.inf, CERTIFIED_RESIDUAL
         V, values = result.eigenvectors, result.eigenvalues
-        residual = float((target.inner.matmul(V) - V * values).norm(dim=0).max()) / scale
+        residual = float((operator.matmul(V) - V * values).norm(dim=0).max()) / scale
         k, width = V.size(1), f.size(1)
         if width == k:
             return residual, math.inf, CERTIFIED_RESIDUAL
@@ -495,15 +510,16 @@ class NeuralSVD:
         # the rest of the span: an orthonormal basis orthogonal to V, by Ritz value
         C = Q @ torch.linalg.svd(Q.transpose(0, 1) @ V)[0][:, k:]
         TC = target.matmul(C)
-        nu, S = _eigh(_sym(C.transpose(0, 1) @ TC))
-        nu, C, TC = nu.flip(0), (C @ S).flip(1), (TC @ S).flip(1)
+        nu, S = rayleigh_ritz(C.transpose(0, 1) @ TC, descending=True)
+        C, TC = C @ S, TC @ S
         TV = target.matmul(V)
         rounding = ROUNDING_GAP * torch.finfo(V.dtype).eps
         bound = math.inf
         for extra in range(width - k):
             Vb, TVb = torch.cat([V, C[:, :extra]], 1), torch.cat([TV, TC[:, :extra]], 1)
-            M = _sym(Vb.transpose(0, 1) @ TVb)
-            gap = float(_eigh(M)[0][0] - nu[extra])
+            M = Vb.transpose(0, 1) @ TVb
+            M = (M + M.transpose(0, 1)) / 2
+            gap = float(rayleigh_ritz(M)[0][0] - nu[extra])
             if gap > rounding * scale:
                 # the first real gap decides: across it, the returned vectors
                 # could mix in the next eigenvalue's directions unseen
@@ -551,14 +567,6 @@ class NeuralSVD:
         return table(V * (n * mu).sqrt())
 
     @staticmethod
-    def _flush_losses(pending: list[Tensor], losses: list[float], opt) -> None:
-        bad = drain_losses(pending, losses)
-        if bad is not None:
-            raise FloatingPointError(
-                f"NestedLoRA loss became {bad} at step {len(losses)}; lower lr "
-                f"(now {opt.param_groups[0]['lr']:.3g}) or set grad_clip")
-
-    @staticmethod
     @torch.no_grad()
     def _balance(tables: tuple[EigenTable, EigenTable], opt) -> None:
         r"""Rescales each column pair of the SVD form's tables to equal
@@ -589,8 +597,7 @@ class NeuralSVD:
         F = table.weight
         Q, R = torch.linalg.qr(F)
         TQ = target.matmul(Q)
-        mu, S = _eigh(_sym(Q.transpose(0, 1) @ TQ))
-        mu, S = mu.flip(0), S.flip(1)
+        mu, S = rayleigh_ritz(Q.transpose(0, 1) @ TQ, descending=True)
         residual = float((TQ @ S[:, :k] - (Q @ S[:, :k]) * mu[:k]).norm(dim=0).max())
         scale = (F.size(0) * mu.clamp_min(0)).sqrt()
         M = torch.linalg.solve_triangular(R, S * scale, upper=True)
@@ -604,19 +611,13 @@ class NeuralSVD:
             buf.copy_(buf @ M)
         return residual
 
-    @staticmethod
-    def _rayleigh(terms: LoRATerms) -> Tensor:
-        f, g = terms.f, terms.g
-        nf = (f * f).mean(0)
-        if g is None:
-            return terms.cross / nf.clamp_min(torch.finfo(f.dtype).tiny)
-        ng = (g * g).mean(0)
-        return terms.cross / (nf * ng).sqrt().clamp_min(torch.finfo(f.dtype).tiny)
-
-    def _finish(self, target, f, g, refine, svd, k) -> NeuralSVDResult:
-        if svd:
+    def _finish(self, run: _Run, f: Tensor, g: Tensor | None, refine: bool) -> NeuralSVDResult:
+        r"""The first :obj:`k` pairs of the span of :obj:`f` (and :obj:`g`):
+        the nesting order kept, or a Rayleigh-Ritz step with :obj:`refine`."""
+        k = self.k
+        if run.svd:
             Qf, Qg = _ordered_orthonormal(f), _ordered_orthonormal(g)
-            H = Qg.transpose(0, 1) @ target.matmul(Qf)
+            H = Qg.transpose(0, 1) @ run.target.matmul(Qf)
             if refine:
                 U, S, Vh = torch.linalg.svd(H)
                 right, left = Qf @ Vh.transpose(0, 1), Qg @ U
@@ -629,11 +630,9 @@ class NeuralSVD:
         # Rayleigh quotients on the original operator: mapping back from the
         # shifted one, (mu - beta) / alpha, cancels digits at the far end
         Q = _ordered_orthonormal(f)
-        H = _sym(Q.transpose(0, 1) @ target.inner.matmul(Q))
+        H = Q.transpose(0, 1) @ run.operator.matmul(Q)
         if refine:
-            values, S = _eigh(H)
-            if target.alpha > 0:  # largest first
-                values, S = values.flip(0), S.flip(1)
+            values, S = rayleigh_ritz(H, descending=run.largest)
             Q = Q @ S
         else:
             values = torch.diagonal(H)

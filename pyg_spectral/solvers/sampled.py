@@ -19,10 +19,10 @@ from tqdm.auto import tqdm
 from ..io import digest
 from ..linalg import rayleigh_ritz, whitening
 from ..losses import NestedLoRA
-from ..operators.base import LoRATerms, weighted_mean
 from ..operators.sampling import SampledOperator
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .neuralsvd import NeuralSVDResult, descend, drain_losses, positive_int
+from .loop import check_models, descend, flush_losses, positive_int, rayleigh_quotients, show
+from .neuralsvd import NeuralSVDResult
 
 OPTIMIZERS = {'adam': torch.optim.Adam, 'rmsprop': torch.optim.RMSprop}
 
@@ -227,14 +227,10 @@ class SampledNeuralSVD:
         pending: list[Tensor] = []  # on-device losses, drained at checks and saves
 
         def drain() -> None:
-            bad = drain_losses(pending, losses)
-            if bad is not None:
-                where = '' if last_saved is None else \
-                    f"; the last good checkpoint (step {last_saved}) is kept at '{checkpoint}'"
-                raise FloatingPointError(
-                    f"NestedLoRA loss became {bad} at step {len(losses)}{where}; lower lr "
-                    f"(now {opt.param_groups[0]['lr']:.3g}), set grad_clip, or check the "
-                    f"samples and the model for non-finite values")
+            where = '' if last_saved is None else \
+                f"; the last good checkpoint (step {last_saved}) is kept at '{checkpoint}'"
+            flush_losses(pending, losses, opt, where, ", set grad_clip, or check the samples "
+                                                      "and the model for non-finite values")
 
         step, stopped = start, False
         bar = tqdm(range(start, steps), disable=not progress, desc='SampledNeuralSVD',
@@ -253,9 +249,9 @@ class SampledNeuralSVD:
                 save(step + 1)
             if (step + 1) % check_every == 0:
                 drain()
-                quotients = operator.original_eigenvalues(self._rayleigh(terms))
-                bar.set_postfix(loss=f'{losses[-1]:.4g}',
-                                eig=' '.join(f'{v:.4g}' for v in quotients[:4].tolist()))
+                quotients = operator.original_eigenvalues(rayleigh_quotients(
+                    terms.f, terms.g, terms.cross, terms.weight_f, terms.weight_g))
+                show(bar, losses[-1], quotients)
                 if callback is not None and callback(step, losses[-1], quotients):
                     stopped = True
                     break
@@ -300,32 +296,13 @@ class SampledNeuralSVD:
         if operator.num_models == 1 and pair:
             raise ValueError("this operator is self-adjoint: pass a single model")
         models = nn.ModuleList(model if pair else [model])
-        for m in models:
-            if not isinstance(m, nn.Module):
-                raise TypeError(f"model must be an nn.Module, got {type(m).__name__}")
-            for p in m.parameters():
-                if p.device != operator.device:
-                    raise ValueError(f"model parameters are on {p.device} but the operator "
-                                     f"is on {operator.device}; move one with .to()")
-                if p.is_floating_point() and p.dtype != operator.dtype:
-                    raise TypeError(f"model parameters are {p.dtype} but the operator draws "
-                                    f"{operator.dtype} samples; convert one (model.to("
-                                    f"{operator.dtype}) or operator.to(dtype={p.dtype}))")
+        check_models(models, operator.device, operator.dtype,
+                     f"the operator draws {operator.dtype} samples")
         return models
 
     @staticmethod
     def _call_arg(models: nn.ModuleList):
         return models[0] if len(models) == 1 else (models[0], models[1])
-
-    @staticmethod
-    def _rayleigh(terms: LoRATerms) -> Tensor:
-        with torch.no_grad():
-            tiny = torch.finfo(terms.f.dtype).tiny
-            nf = weighted_mean(terms.f.pow(2), terms.weight_f)
-            if terms.g is None:
-                return terms.cross / nf.clamp_min(tiny)
-            ng = weighted_mean(terms.g.pow(2), terms.weight_g)
-            return terms.cross / (nf * ng).sqrt().clamp_min(tiny)
 
     def _config(self, steps: int, operator: SampledOperator) -> dict:
         r"""Every setting that shapes the trajectory of a fit: a checkpoint

@@ -261,9 +261,7 @@ class AddNeuralSVDPE(BaseTransform):
         out_device = edge_index.device
         problem = self.problem(edge_index, num_nodes, edge_weight, batch)
         vectors, values = self._gather(problem, self._solve(problem))
-        G, n, k = problem.num_graphs, problem.batch.numel(), self.k
-        r = vectors.size(1)
-        g = problem.batch
+        G, k, r, g = problem.num_graphs, self.k, vectors.size(1), problem.batch
         if G == 1 and r == k:  # one graph with k non-zero pairs: no contrasts, no padding
             pe, eig = vectors, values
         else:

@@ -26,5 +26,7 @@ __all__ = [
     'LaplacianProblem', 'GraphProblem', 'Eigenpairs', 'envelope_ratio', 'graph_seed',
     'solve_dense', 'buckets', 'solve_arpack', 'is_mesh_like', 'solve_neuralsvd',
     'NeuralSVDNoConvergence', 'nontrivial_eigenpairs', 'ARPACK_OPTIONS', 'NEURALSVD_OPTIONS',
-    'CONTRACT_KEYS', 'SolverOption', 'check_solver_options',
+    'CONTRACT_KEYS', 'SolverOption', 'check_solver_options', 'CERTIFIED_SINE', 'LANCZOS_RESTARTS',
+    'MESH_ENVELOPE', 'PROBE_TOL', 'SHIFT_INVERT_SIGMA', 'NEURALSVD_DEFAULTS', 'COMPONENT_SOLVERS',
+    'DENSE_NODES',
 ]
