@@ -103,7 +103,7 @@ class Solver:
         _, U = exact_eigh(op, self.k, method=self.method,
                           init=self.previous if null is None else None, null=null)
         self.previous = U
-        return U, (U * op.matmul(U)).sum(0), 0.0
+        return U, (U * op.matmat(U)).sum(0), 0.0
 
 
 def gcn_step(model, opt, data, solver, op, null=None):
@@ -125,7 +125,7 @@ def lowrank_gcn_rows(names, iters, ks=(K,), components=True):
         null = NullSpace.of_operator(op) if components else None
         for k in ks:
             fixed_U = exact_eigh(op, k, method='eigsh', null=null)[1]
-            fixed_lam = (fixed_U * op.matmul(fixed_U)).sum(0)
+            fixed_lam = (fixed_U * op.matmat(fixed_U)).sum(0)
             row = {'graph': f'{name} ({n}x{k})', 'name': name, 'k': k,
                    'components': None if null is None else null.dim}
             for method in ('fixed', 'eigh', 'eigsh', 'lobpcg', 'amortized'):
@@ -149,9 +149,9 @@ def lowrank_gcn_rows(names, iters, ks=(K,), components=True):
             W = torch.randn(n, k)
             if null is not None:  # what the amortized step spends on the projection
                 row['projection'] = timed(lambda: null.project_out(W), iters)
-            row['floor'] = timed(lambda: (op.matmul(W), torch.linalg.qr(W)), iters)
+            row['floor'] = timed(lambda: (op.matmat(W), torch.linalg.qr(W)), iters)
             # the same with the orthonormalisation the amortized step itself uses
-            row['floor_own_qr'] = timed(lambda: (op.matmul(W), signed_qr(W)), iters)
+            row['floor_own_qr'] = timed(lambda: (op.matmat(W), signed_qr(W)), iters)
             rows.append(row)
     return rows
 

@@ -275,7 +275,7 @@ def part_amortized(device: torch.device, clock: Clock, smoke: bool, refs: Refere
         data = data.to(device)
         op = GraphOperator.from_edge_index(data.edge_index, n, kind='gcn')
         fixed_U = ref_space[:, :k].to(device, torch.float32)
-        fixed_lam = (fixed_U * op.matmul(fixed_U)).sum(0)
+        fixed_lam = (fixed_U * op.matmat(fixed_U)).sum(0)
         classes = int(data.y.max()) + 1
         for method in ('fixed', 'amortized', 'eigh'):
             if clock.left() <= 0:
@@ -320,7 +320,7 @@ def part_amortized(device: torch.device, clock: Clock, smoke: bool, refs: Refere
                 row['amortized_check'] = 'ok' if math.isfinite(err) and err <= 1e-4 else 'WRONG'
             if method == 'eigh':  # the last step's own eigenpairs
                 U = solver.previous.double().cpu()
-                lam = (U * op.matmul(solver.previous).double().cpu()).sum(0)
+                lam = (U * op.matmat(solver.previous).double().cpu()).sum(0)
                 row['eigh_eig_err'] = float((lam.sort(descending=True).values - ref_vals).abs().max())
                 row['eigh_sine'] = max_principal_sine(U, ref_space)
                 row['eigh_check'] = ('ok' if row['eigh_eig_err'] <= 1e-4 and row['eigh_sine'] <= 1e-2

@@ -99,7 +99,7 @@ def test_cora_basis_spans_top_eigenspace(cora):
     V = torch.zeros(n, ncomp)
     V[torch.arange(n), label] = (degree(cora.edge_index[0], n) + 1).sqrt()
     V = V / V.norm(dim=0)
-    assert torch.allclose(op.matmul(V), V, atol=1e-5)  # V is the eigenvalue-1 eigenspace
+    assert torch.allclose(op.matmat(V), V, atol=1e-5)  # V is the eigenvalue-1 eigenspace
 
     torch.manual_seed(0)
     basis = AmortizedEigenbasis(n, 16)

@@ -87,7 +87,7 @@ def test_bad_inputs():
     with pytest.raises(ValueError, match='right_model, left_model'):
         SampledNeuralSVD(3).fit(op, model, steps=1, progress=False)
     with pytest.raises(ValueError, match=r'left model must output \[batch, k\] = \[8, 3\]'):
-        op.sampled_terms((model, EigenfunctionMLP(1, 2, 8, 1)), op.sample(8), k=3)
+        op.estimates((model, EigenfunctionMLP(1, 2, 8, 1)), op.sample(8), k=3)
     bad = CDK(lambda n, gen: (torch.full((n, 1), float('inf')), torch.zeros(n, 1)))
     with pytest.raises(ValueError, match='non-finite'):
         bad.sample(4)

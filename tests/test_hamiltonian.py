@@ -157,11 +157,11 @@ def test_bad_inputs():
     op = Hamiltonian.harmonic_oscillator(2)
     model = EigenfunctionMLP(2, 3, hidden_channels=8, num_layers=1)
     with pytest.raises(ValueError, match='non-finite'):
-        op.sampled_terms(model, (torch.tensor([[0.0, float('nan')], [1.0, 2.0]]),), k=3)
+        op.estimates(model, (torch.tensor([[0.0, float('nan')], [1.0, 2.0]]),), k=3)
     with pytest.raises(ValueError, match=r'\[batch, 2\]'):
-        op.sampled_terms(model, (torch.zeros(4, 3),), k=3)
+        op.estimates(model, (torch.zeros(4, 3),), k=3)
     with pytest.raises(ValueError, match=r'output \[batch, k\] = \[4, 5\]'):
-        op.sampled_terms(model, (torch.zeros(4, 2),), k=5)
+        op.estimates(model, (torch.zeros(4, 2),), k=5)
     with pytest.raises(ValueError, match='potential must map'):
         bad = Hamiltonian(lambda x: x, ndim=2)
         bad.apply(model, torch.zeros(4, 2))

@@ -86,7 +86,7 @@ def test_component_space_is_the_repeated_eigenspace(kind):
     assert max_principal_sine(torch.linalg.eigh(basis)[1][:, -null.dim:], vecs[:, at]) < 1e-10
     X = torch.randn(n, 3, dtype=torch.float64)
     assert torch.allclose(null.project(null.project(X)), null.project(X), atol=1e-12)
-    assert torch.allclose(op.matmul(null.project(X)), target * null.project(X), atol=1e-12)
+    assert torch.allclose(op.matmat(null.project(X)), target * null.project(X), atol=1e-12)
 
 
 @pytest.mark.parametrize('method', ['eigh', 'eigsh'])
@@ -134,7 +134,7 @@ def test_gradient_through_the_projection_matches_autograd():
     reference = state.detach().clone().requires_grad_()
     Q, R = torch.linalg.qr(null.project_out(reference))
     U = Q * torch.sign(torch.diagonal(R))  # any column signs: the loss is sign-free
-    eigen_loss_from_rayleigh((U * op.matmul(U)).sum(0), 'brockett', True, None).backward()
+    eigen_loss_from_rayleigh((U * op.matmat(U)).sum(0), 'brockett', True, None).backward()
     assert torch.allclose(state.grad, reference.grad, atol=1e-10)
 
 

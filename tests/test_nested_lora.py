@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from pyg_spectral.losses import NestedLoRA, subspace_lora_loss
-from pyg_spectral.operators import GraphOperator, LoRATerms, symmetric_cross
+from pyg_spectral.losses import LoRATerms
+from pyg_spectral.operators import GraphOperator, symmetric_cross
 
 
 def ip(a, b):
@@ -180,7 +181,6 @@ def test_subspace_lora_loss_bad_shape():
 
 
 def test_scalar_cross_term_is_refused():
-    from pyg_spectral.operators import LoRATerms
     f = torch.randn(8, 3)
     with pytest.raises(ValueError, match=r'cross must have shape \[3\]'):
         NestedLoRA(3)(LoRATerms(f, None, torch.tensor(1.0)))

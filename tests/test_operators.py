@@ -53,8 +53,8 @@ def test_kinds_match_dense_formula_and_bounds(graph, kind):
     assert torch.allclose(op.to_dense(), M, atol=1e-12)
     assert op.matrix.layout == torch.sparse_csr
     X = torch.randn(40, 3, dtype=torch.float64)
-    assert torch.allclose(op.matmul(X), M @ X)
-    assert torch.allclose(op.rmatmul(X), M.T @ X)
+    assert torch.allclose(op.matmat(X), M @ X)
+    assert torch.allclose(op.rmatmat(X), M.T @ X)
     lo, hi = op.spectral_bounds()
     vals = torch.linalg.svdvals(M) if kind == 'rw' else torch.linalg.eigvalsh(M)
     assert lo - 1e-9 <= float(vals.min()) and float(vals.max()) <= hi + 1e-9
@@ -95,7 +95,7 @@ def test_shift_maps_smallest_to_top_positive():
     op = GraphOperator.from_edge_index(path_graph(10), kind='laplacian', dtype=torch.float64)
     shifted = top_positive(op, largest=False)
     ev = torch.linalg.eigvalsh(op.to_dense())
-    mu = torch.linalg.eigvalsh(shifted.matmul(torch.eye(10, dtype=torch.float64)))
+    mu = torch.linalg.eigvalsh(shifted.matmat(torch.eye(10, dtype=torch.float64)))
     assert (mu >= -1e-12).all()
     assert torch.allclose(shifted.original_eigenvalues(mu.flip(0)), ev)
     assert isinstance(shifted, ShiftedOperator)
@@ -134,9 +134,9 @@ def test_directed_graph_allowed_for_rw():
 def test_matmul_rejects_wrong_shape():
     op = GraphOperator.from_edge_index(path_graph(5), kind='gcn')
     with pytest.raises(ValueError, match=r'\[5, k\]'):
-        op.matmul(torch.randn(4, 2))
+        op.matmat(torch.randn(4, 2))
     with pytest.raises(TypeError):
-        op.matmul([[1.0]])
+        op.matmat([[1.0]])
 
 
 @pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16, torch.int64])

@@ -461,8 +461,8 @@ def test_nan_never_reaches_eigh_unnamed():
         NeuralSVD(2).fit(op, init=init, progress=False)
 
     class NaNOperator(GraphOperator):
-        def matmul(self, X):
-            return super().matmul(X) * float('nan')
+        def matmat(self, X):
+            return super().matmat(X) * float('nan')
 
         def affine_matmul(self, X, alpha, beta):
             return super().affine_matmul(X, alpha, beta) * float('nan')
@@ -663,7 +663,7 @@ def test_operator_with_an_infinite_spectral_bound_is_refused():
         def dtype(self):
             return self.A.dtype
 
-        def matmul(self, X):
+        def matmat(self, X):
             return self.A @ X
 
         def spectral_bounds(self):

@@ -13,14 +13,66 @@ with |f_l|^2 = sigma_l.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
 from torch import Tensor, nn
 
-from ..operators.base import LinearOperator, LoRATerms
+from ..operators.base import LinearOperator
+from ..operators.sampling import symmetric_cross
 
 NESTINGS = ('joint', 'sequential')
+
+
+@dataclass
+class LoRATerms:
+    r"""What NestedLoRA needs for one step: the functions' values and the
+    estimates of the operator's inner products (Monte-Carlo or exact).
+
+    Attributes:
+        f: :obj:`[B, k]` values of the right functions at the samples.
+        g: :obj:`[B', k]` values of the left functions, or :obj:`None` for a
+            self-adjoint operator (EVD form, :obj:`g = f`).
+        cross: :obj:`[k]` estimates of :math:`\langle g_l, T f_l \rangle`
+            whose gradient is the true one.
+        weight_f, weight_g: :obj:`[B]` importance weights of the samples
+            (:obj:`None` for uniform), so that
+            :math:`\langle a, b \rangle \approx \frac1B \sum_i w_i a_i b_i`.
+
+    A :class:`~pyg_spectral.operators.SampledOperator`'s
+    :class:`~pyg_spectral.operators.sampling.SampledEstimates` has the same
+    fields in the same order: :obj:`LoRATerms(*estimates)`.
+    """
+    f: Tensor
+    g: Tensor | None
+    cross: Tensor
+    weight_f: Tensor | None = None
+    weight_g: Tensor | None = None
+
+
+def lora_terms(operator: LinearOperator, f: Tensor, g: Tensor | None = None) -> LoRATerms:
+    r"""The :class:`LoRATerms` of a finite operator for the values :obj:`f`
+    (:obj:`[n, k]`; and :obj:`g` in the SVD form) at every row: one
+    full-batch estimate with uniform weights, so that :math:`\langle a, b
+    \rangle = \frac1n \sum_i a_i b_i` and the optimum has :math:`|f_l|^2 =
+    \lambda_l`. The operator is applied without autograd; the cross terms
+    carry the gradients :math:`Tf` (for :obj:`g`) and :math:`T^\top g` (for
+    :obj:`f`)."""
+    if g is None:
+        if not operator.is_symmetric:
+            raise ValueError("A non-symmetric operator needs the SVD form "
+                             "(left and right vectors).")
+        with torch.no_grad():
+            Tf = operator.matmat(f)
+        return LoRATerms(f, None, symmetric_cross(f, Tf))
+    # <g, T f> = g^T T f / n: gradient T f for g and T^T g for f
+    with torch.no_grad():
+        Tf, Ttg = operator.matmat(f), operator.rmatmat(g)
+    scale = 1.0 / f.size(0)
+    cross = (scale * (g * Tf).sum(0) + scale * (f * Ttg).sum(0)
+             - scale * (g.detach() * Tf).sum(0))
+    return LoRATerms(f, g, cross)
 
 
 def second_moment(a: Tensor, b: Tensor, weight: Tensor | None = None) -> Tensor:
@@ -46,7 +98,7 @@ class NestedLoRA(nn.Module):
             sampling (use for Monte-Carlo operators; full-batch matrices
             need not).
 
-    :meth:`forward` takes :class:`~pyg_spectral.operators.LoRATerms` and
+    :meth:`forward` takes :class:`LoRATerms` and
     returns a scalar. For sequential nesting the value is the plain loss
     :math:`L(f_{1:k}, g_{1:k})` and only the gradient follows the nesting.
     """
@@ -192,7 +244,7 @@ def subspace_lora_loss(f: Tensor, operator: LinearOperator, rank: int | None = N
         raise ValueError(f"rank must lie in [1, {f.size(1)}], got {rank}")
     Q = torch.linalg.qr(f).Q
     with torch.no_grad():
-        TQ = operator.matmul(Q)
+        TQ = operator.matmat(Q)
         theta, S = torch.linalg.eigh((Q.T @ TQ + TQ.T @ Q) / 2)
         theta, S = theta[-rank:], S[:, -rank:]
         value = -(theta * theta).sum()

@@ -1,61 +1,25 @@
-"""The protocol every operator T implements, and the terms the solvers need."""
+r"""The protocol of a finite linear operator, shaped like SciPy's
+:class:`scipy.sparse.linalg.LinearOperator` (the same names for the same
+things), on torch blocks of vectors; and what a routine that takes a dense
+matrix or an operator needs. Operators known only through samples have their
+own protocol (:class:`~pyg_spectral.operators.SampledOperator`)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 
-@dataclass
-class LoRATerms:
-    r"""Monte-Carlo (or exact) estimates that NestedLoRA needs for one step.
-
-    Attributes:
-        f: :obj:`[B, k]` values of the right functions at the samples.
-        g: :obj:`[B', k]` values of the left functions, or :obj:`None` for a
-            self-adjoint operator (EVD form, :obj:`g = f`).
-        cross: :obj:`[k]` estimates of :math:`\langle g_l, T f_l \rangle`
-            whose gradient is the true one (the operator decides how; a
-            self-adjoint T is applied without autograd and the gradient
-            :math:`-4 T f` is restored by a detached correction).
-        weight_f, weight_g: :obj:`[B]` importance weights of the samples
-            (:obj:`None` for uniform), so that
-            :math:`\langle a, b \rangle \approx \frac1B \sum_i w_i a_i b_i`.
-    """
-    f: Tensor
-    g: Tensor | None
-    cross: Tensor
-    weight_f: Tensor | None = None
-    weight_g: Tensor | None = None
-
-
-def weighted_mean(values: Tensor, weight: Tensor | None) -> Tensor:
-    r"""Mean over dim 0 of :obj:`values` with optional sample weights."""
-    if weight is None:
-        return values.mean(0)
-    return (weight.view(-1, *([1] * (values.dim() - 1))) * values).mean(0)
-
-
-def symmetric_cross(f: Tensor, Tf: Tensor, weight: Tensor | None = None) -> Tensor:
-    r""":math:`\langle f_l, T f_l\rangle` for a self-adjoint T with :obj:`Tf`
-    computed without autograd: the value is exact and the gradient with
-    respect to :obj:`f` is :math:`2 T f` (what autograd through T gives),
-    without differentiating through T."""
-    Tf = Tf.detach()
-    first = weighted_mean(f * Tf, weight)
-    return 2 * first - first.detach()
-
-
 class LinearOperator:
-    r"""A linear operator T that can be applied to a block of vectors.
-
-    Finite operators (matrices) have :attr:`shape`; operators on function
-    spaces (Hamiltonians, kernels) have :obj:`shape = None` and provide
-    :meth:`lora_terms` from samples instead.
-    """
-    shape: tuple[int, int] | None = None
+    r"""A linear operator :math:`T: \mathbb{R}^n \to \mathbb{R}^m` applied to
+    blocks of vectors on one device: :attr:`shape` :obj:`(m, n)`,
+    :attr:`dtype`, :attr:`device`, :meth:`to`, the product :meth:`matmat`
+    (:math:`TX`) and the adjoint product :meth:`rmatmat` (:math:`T^\top X`),
+    as SciPy names them, and safe :meth:`spectral_bounds`. An operator
+    derived from another one (shifted, deflated) maps its eigenvalues back
+    with :meth:`original_eigenvalues`."""
+    shape: tuple[int, int]
     is_symmetric: bool = True
 
     @property
@@ -69,57 +33,52 @@ class LinearOperator:
     def to(self, device=None, dtype=None) -> 'LinearOperator':
         raise NotImplementedError
 
-    def matmul(self, X: Tensor) -> Tensor:
+    def matmat(self, X: Tensor) -> Tensor:
         r""":math:`T X` for :obj:`X` of shape :obj:`[n, k]`."""
-        raise NotImplementedError
-
-    def rmatmul(self, X: Tensor) -> Tensor:
-        r""":math:`T^\top X` (the adjoint) for :obj:`X` of shape :obj:`[m, k]`."""
-        if self.is_symmetric:
+        if type(self).matmul is not LinearOperator.matmul:  # written against the old name
             return self.matmul(X)
         raise NotImplementedError
 
+    def rmatmat(self, X: Tensor) -> Tensor:
+        r""":math:`T^\top X` (the adjoint) for :obj:`X` of shape :obj:`[m, k]`."""
+        if self.is_symmetric:
+            return self.matmat(X)
+        raise NotImplementedError
+
+    def matmul(self, X: Tensor) -> Tensor:
+        r"""The former name of :meth:`matmat`, kept while subclasses written
+        against it remain (:class:`~pyg_spectral.solvers.halo.RowBlockOperator`)."""
+        return self.matmat(X)
+
     def __matmul__(self, X: Tensor) -> Tensor:
-        return self.matmul(X)
+        return self.matmat(X)
 
     def affine_matmul(self, X: Tensor, alpha: float, beta: float) -> Tensor:
         r""":math:`\alpha T X + \beta X`; operators that can fuse it override
         this (a sparse :obj:`addmm` is one pass where the plain form is three)."""
-        return torch.add(alpha * self.matmul(X), X, alpha=beta)
+        return torch.add(alpha * self.matmat(X), X, alpha=beta)
 
     def spectral_bounds(self) -> tuple[float, float]:
         r"""Safe :obj:`(lower, upper)` bounds on the eigenvalues (symmetric)
         or :obj:`(0, upper)` on the singular values."""
         raise NotImplementedError
 
+    def original_eigenvalues(self, mu: Tensor) -> Tensor:
+        r"""The eigenvalues of the operator this one was derived from (by a
+        shift, say) for eigenvalues :obj:`mu` of this one; the identity for
+        an operator derived from none."""
+        return mu
+
     def check_block(self, X: Tensor, name: str = 'X') -> None:
         if not isinstance(X, Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(X).__name__}")
-        if self.shape is not None and (X.dim() != 2 or X.size(0) != self.shape[1]):
+        if X.dim() != 2 or X.size(0) != self.shape[1]:
             raise ValueError(f"{name} must have shape [{self.shape[1]}, k] to be "
                              f"multiplied by an operator of shape {tuple(self.shape)}, "
                              f"got {tuple(X.shape)}")
         if X.device != self.device:
             raise ValueError(f"{name} is on {X.device} but the operator is on "
                              f"{self.device}; move one with .to()")
-
-    # Finite operators: one full-batch estimate with uniform weights, so
-    # that <a, b> = mean_i a_i b_i and the optimum has |f_l|^2 = lambda_l.
-    def lora_terms(self, f: Tensor, g: Tensor | None = None) -> LoRATerms:
-        if g is None:
-            if not self.is_symmetric:
-                raise ValueError("A non-symmetric operator needs the SVD form "
-                                 "(left and right vectors).")
-            with torch.no_grad():
-                Tf = self.matmul(f)
-            return LoRATerms(f, None, symmetric_cross(f, Tf))
-        # <g, T f> = g^T T f / n: gradient T f for g and T^T g for f
-        with torch.no_grad():
-            Tf, Ttg = self.matmul(f), self.rmatmul(g)
-        scale = 1.0 / f.size(0)
-        cross = (scale * (g * Tf).sum(0) + scale * (f * Ttg).sum(0)
-                 - scale * (g.detach() * Tf).sum(0))
-        return LoRATerms(f, g, cross)
 
 
 class DerivedOperator(LinearOperator):
@@ -169,7 +128,7 @@ def square_size(A: Matrix, name: str = 'A') -> int:
 
 def matmat(A: Matrix, X: Tensor) -> Tensor:
     r""":math:`A X` for a dense tensor or an operator :obj:`A`."""
-    return A.matmul(X) if isinstance(A, LinearOperator) else A @ X
+    return A.matmat(X) if isinstance(A, LinearOperator) else A @ X
 
 
 def to_dense(A: Matrix) -> Tensor:
@@ -179,4 +138,4 @@ def to_dense(A: Matrix) -> Tensor:
         return A
     if hasattr(A, 'to_dense'):
         return A.to_dense()
-    return A.matmul(torch.eye(A.shape[0], device=A.device, dtype=A.dtype))
+    return A.matmat(torch.eye(A.shape[0], device=A.device, dtype=A.dtype))

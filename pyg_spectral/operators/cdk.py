@@ -10,9 +10,8 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import coalesce
 
-from .base import LoRATerms
 from .graph import GraphOperator, validate_graph
-from .sampling import Batch, SampledOperator, check_output
+from .sampling import SampledEstimates, SampledOperator, Samples, check_output
 
 PairSampler = Callable[[int, 'torch.Generator | None'], tuple[Tensor, Tensor]]
 
@@ -129,7 +128,7 @@ class CDK(SampledOperator):
     def spectral_bounds(self) -> tuple[float, float]:
         return 0.0, 1.0
 
-    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Batch:
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Samples:
         x, y = self.sampler(num_samples, generator)
         for name, v in (('x', x), ('y', y)):
             if not isinstance(v, Tensor) or v.size(0) != num_samples:
@@ -141,24 +140,24 @@ class CDK(SampledOperator):
                 else v.to(self._device))
         return cast(x), cast(y)
 
-    def _evaluate(self, model: tuple[nn.Module, nn.Module], batch: Batch,
+    def _evaluate(self, model: tuple[nn.Module, nn.Module], samples: Samples,
                   k: int) -> tuple[Tensor, Tensor]:
-        x, y = batch
+        x, y = samples
         f_model, g_model = model
         f, g = f_model(x), g_model(y)
         check_output(f, x.size(0), k, 'right model')
         check_output(g, y.size(0), k, 'left model')
         return f, g
 
-    def sampled_terms(self, model: tuple[nn.Module, nn.Module], batch: Batch, k: int,
-                      generator: torch.Generator | None = None) -> LoRATerms:
-        f, g = self._evaluate(model, batch, k)
-        return LoRATerms(f, g, (f * g).mean(0))
+    def estimates(self, model: tuple[nn.Module, nn.Module], samples: Samples, k: int,
+                  generator: torch.Generator | None = None) -> SampledEstimates:
+        f, g = self._evaluate(model, samples, k)
+        return SampledEstimates(f, g, (f * g).mean(0))
 
-    def moments(self, model: tuple[nn.Module, nn.Module], batch: Batch, k: int,
+    def moments(self, model: tuple[nn.Module, nn.Module], samples: Samples, k: int,
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
         with torch.no_grad():
-            f, g = self._evaluate(model, batch, k)
+            f, g = self._evaluate(model, samples, k)
             n = f.size(0)
             return f.T @ f / n, g.T @ g / n, g.T @ f / n
 

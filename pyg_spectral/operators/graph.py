@@ -128,7 +128,7 @@ def scipy_csr(matrix: Tensor) -> sp.csr_matrix:
 class GraphOperator(LinearOperator):
     r"""A graph matrix stored as a sparse CSR tensor of shape :obj:`[n, n]`.
 
-    Build it with :meth:`from_edge_index`. :meth:`matmul` is one sparse-dense
+    Build it with :meth:`from_edge_index`. :meth:`matmat` is one sparse-dense
     product; the matrix is never densified.
 
     Args:
@@ -275,7 +275,7 @@ class GraphOperator(LinearOperator):
         return GraphOperator(self.matrix.to(device=device, dtype=dtype), self.kind, self._bounds,
                              degree)
 
-    def matmul(self, X: Tensor) -> Tensor:
+    def matmat(self, X: Tensor) -> Tensor:
         self.check_block(X)
         return self.matrix @ X
 
@@ -283,9 +283,9 @@ class GraphOperator(LinearOperator):
         self.check_block(X)
         return torch.addmm(X, self.matrix, X, beta=beta, alpha=alpha)
 
-    def rmatmul(self, X: Tensor) -> Tensor:
+    def rmatmat(self, X: Tensor) -> Tensor:
         if self.is_symmetric:
-            return self.matmul(X)
+            return self.matmat(X)
         self.check_block(X)
         if self._transpose is None:
             self._transpose = self.matrix.to_sparse_coo().t().coalesce().to_sparse_csr()

@@ -11,9 +11,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import jvp, vmap
 
-from .base import LoRATerms, symmetric_cross
-from .sampling import Batch, GaussianSampling, RadialSampling, SampledOperator, check_output, \
-    check_samples
+from .sampling import (GaussianSampling, RadialSampling, SampledEstimates, SampledOperator,
+                       Samples, check_output, check_samples, symmetric_cross)
 
 
 def laplacian(fn: Callable[[Tensor], Tensor], x: Tensor, probes: Tensor | None = None) -> Tensor:
@@ -229,10 +228,7 @@ class Hamiltonian(SampledOperator):
     def original_eigenvalues(self, mu: Tensor) -> Tensor:
         return (self.shift - mu) / self.scale
 
-    def spectral_bounds(self) -> tuple[float, float]:
-        raise NotImplementedError("T = c - sH is unbounded below")
-
-    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Batch:
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Samples:
         x = self.sampling.sample(num_samples, generator, dtype=self._dtype)
         return (x.to(self._device),)
 
@@ -270,18 +266,18 @@ class Hamiltonian(SampledOperator):
         of the network's values."""
         return torch.exp(2 * self._log_envelope(x) - self.sampling.log_density(x))
 
-    def sampled_terms(self, model: nn.Module, batch: Batch, k: int,
-                      generator: torch.Generator | None = None) -> LoRATerms:
-        x, = batch
+    def estimates(self, model: nn.Module, samples: Samples, k: int,
+                  generator: torch.Generator | None = None) -> SampledEstimates:
+        x, = samples
         check_samples(x, self.ndim)
         f = model(x)
         check_output(f, x.size(0), k)
         w = self.weights(x)
-        return LoRATerms(f, None, symmetric_cross(f, self.apply(model, x, generator), w), w)
+        return SampledEstimates(f, None, symmetric_cross(f, self.apply(model, x, generator), w), w)
 
-    def moments(self, model: nn.Module, batch: Batch, k: int,
+    def moments(self, model: nn.Module, samples: Samples, k: int,
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        x, = batch
+        x, = samples
         check_samples(x, self.ndim)
         Tf = self.apply(model, x, generator)
         with torch.no_grad():

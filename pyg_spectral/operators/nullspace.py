@@ -271,8 +271,9 @@ class DeflatedLaplacian(DerivedOperator):
     r""":math:`L + s\,P_0`, with :math:`P_0` the projector onto the Laplacian's
     zero eigenspace (see :class:`NullSpace`): the same eigenvectors, with the
     repeated zero eigenvalue moved to :math:`s` (above the spectrum), so that
-    the smallest eigenvalues left are the non-trivial ones. Applying
-    :math:`P_0` costs two scatters over the nodes: no dense :math:`n \times n`.
+    the smallest eigenvalues left are the non-trivial ones, and they are
+    the Laplacian's own (:meth:`original_eigenvalues` is the identity).
+    Applying :math:`P_0` costs two sparse products: no dense :math:`n \times n`.
 
     Args:
         laplacian: the graph Laplacian (any finite symmetric operator whose
@@ -293,8 +294,8 @@ class DeflatedLaplacian(DerivedOperator):
         r""":math:`P_0 X` for :obj:`X` :obj:`[n, k]`."""
         return self.null.project(X)
 
-    def matmul(self, X: Tensor) -> Tensor:
-        return self.laplacian.matmul(X) + self.shift * self.null.project(X)
+    def matmat(self, X: Tensor) -> Tensor:
+        return self.laplacian.matmat(X) + self.shift * self.null.project(X)
 
     def spectral_bounds(self) -> tuple[float, float]:
         return 0.0, max(self.laplacian.spectral_bounds()[1], self.shift)

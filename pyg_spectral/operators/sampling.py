@@ -1,17 +1,16 @@
-"""Operators on function spaces known only through samples, and the sampling
-densities of their Monte-Carlo inner products."""
+"""Operators on function spaces known only through samples, their own small
+protocol (:class:`SampledOperator`), the Monte-Carlo inner products it
+estimates, and the sampling densities of those estimates."""
 from __future__ import annotations
 
 import copy
-
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from .base import LinearOperator, LoRATerms
-
-Batch = tuple[Tensor, ...]
+Samples = tuple[Tensor, ...]
 
 
 def check_samples(x: Tensor, ndim: int, name: str = 'x') -> None:
@@ -34,19 +33,61 @@ def check_output(out: Tensor, batch: int, k: int, name: str = 'model') -> None:
                          f"component), got {shape}")
 
 
-class SampledOperator(LinearOperator):
-    r"""An operator on a function space (:obj:`shape = None`) whose inner
-    products are Monte-Carlo estimates. Subclasses draw batches with
-    :meth:`sample`, turn a model's values on a batch into
-    :class:`~pyg_spectral.operators.LoRATerms` with :meth:`sampled_terms`,
-    and give the :obj:`[k, k]` moment matrices of :meth:`moments` from which
-    the solvers read eigenvalues by Rayleigh-Ritz.
+def weighted_mean(values: Tensor, weight: Tensor | None) -> Tensor:
+    r"""Mean over dim 0 of :obj:`values` with optional sample weights."""
+    if weight is None:
+        return values.mean(0)
+    return (weight.view(-1, *([1] * (values.dim() - 1))) * values).mean(0)
+
+
+def symmetric_cross(f: Tensor, Tf: Tensor, weight: Tensor | None = None) -> Tensor:
+    r""":math:`\langle f_l, T f_l\rangle` for a self-adjoint T with :obj:`Tf`
+    computed without autograd: the value is exact and the gradient with
+    respect to :obj:`f` is :math:`2 T f` (what autograd through T gives),
+    without differentiating through T."""
+    Tf = Tf.detach()
+    first = weighted_mean(f * Tf, weight)
+    return 2 * first - first.detach()
+
+
+class SampledEstimates(NamedTuple):
+    r"""What a :class:`SampledOperator` estimates from one batch of samples
+    for a model of :obj:`k` functions.
+
+    Attributes:
+        f: :obj:`[B, k]` values of the right functions at the samples.
+        g: :obj:`[B', k]` values of the left functions, or :obj:`None` for a
+            self-adjoint operator (:obj:`g = f`).
+        cross: :obj:`[k]` estimates of :math:`\langle g_l, T f_l \rangle`
+            whose gradient is the true one (the operator decides how; a
+            self-adjoint one is applied without autograd, and
+            :func:`symmetric_cross` restores the gradient).
+        weight_f, weight_g: :obj:`[B]` importance weights of the samples
+            (:obj:`None` for uniform), so that
+            :math:`\langle a, b \rangle \approx \frac1B \sum_i w_i a_i b_i`.
+    """
+    f: Tensor
+    g: Tensor | None
+    cross: Tensor
+    weight_f: Tensor | None = None
+    weight_g: Tensor | None = None
+
+
+class SampledOperator:
+    r"""An operator on a function space whose inner products are
+    Monte-Carlo estimates (a Hamiltonian, a dependence kernel): it has no
+    shape and no product with a block of vectors, so it is not a
+    :class:`~pyg_spectral.operators.LinearOperator`. Subclasses draw
+    batches with :meth:`sample`, turn a model's values on a batch into
+    :class:`SampledEstimates` with :meth:`estimates`, and give the
+    :obj:`[k, k]` moment matrices of :meth:`moments` from which the solvers
+    read eigenvalues by Rayleigh-Ritz.
 
     :attr:`num_models` is 1 for a self-adjoint operator (EVD form, one
     network) and 2 for the SVD form (right and left networks).
     """
-    shape = None
     num_models: int = 1
+    is_symmetric: bool = True
     # where samples are drawn and what precision; set by subclasses, moved by to()
     _device: torch.device = torch.device('cpu')
     _dtype: torch.dtype = torch.float32
@@ -59,14 +100,16 @@ class SampledOperator(LinearOperator):
     def dtype(self) -> torch.dtype:
         return self._dtype
 
-    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Batch:
+    def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Samples:
         raise NotImplementedError
 
-    def sampled_terms(self, model: nn.Module | tuple[nn.Module, nn.Module], batch: Batch,
-                      k: int, generator: torch.Generator | None = None) -> LoRATerms:
+    def estimates(self, model: nn.Module | tuple[nn.Module, nn.Module], samples: Samples,
+                  k: int, generator: torch.Generator | None = None) -> SampledEstimates:
+        r"""The model's values on :obj:`samples` and the estimate of each
+        :math:`\langle g_l, T f_l \rangle`, with its gradient."""
         raise NotImplementedError
 
-    def moments(self, model: nn.Module | tuple[nn.Module, nn.Module], batch: Batch, k: int,
+    def moments(self, model: nn.Module | tuple[nn.Module, nn.Module], samples: Samples, k: int,
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
         r"""Estimates of :math:`(\langle f_l, f_{l'}\rangle, \langle g_l, g_{l'}\rangle,
         \langle g_l, T f_{l'}\rangle)` as three :obj:`[k, k]` matrices

@@ -22,11 +22,11 @@ class ShiftedOperator(DerivedOperator):
     def to(self, device=None, dtype=None) -> 'ShiftedOperator':
         return ShiftedOperator(self.inner.to(device, dtype), self.alpha, self.beta)
 
-    def matmul(self, X: Tensor) -> Tensor:
+    def matmat(self, X: Tensor) -> Tensor:
         return self.inner.affine_matmul(X, self.alpha, self.beta)
 
-    def rmatmul(self, X: Tensor) -> Tensor:
-        return self.alpha * self.inner.rmatmul(X) + self.beta * X
+    def rmatmat(self, X: Tensor) -> Tensor:
+        return self.alpha * self.inner.rmatmat(X) + self.beta * X
 
     def spectral_bounds(self) -> tuple[float, float]:
         lo, hi = self.inner.spectral_bounds()

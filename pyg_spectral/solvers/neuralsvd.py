@@ -12,8 +12,9 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..linalg import canonical_signs, rayleigh_ritz
-from ..losses import NestedLoRA
+from ..losses import NestedLoRA, lora_terms
 from ..operators.base import LinearOperator
+from ..operators.sampling import SampledOperator
 from ..operators.spectral import top_positive
 from .loop import check_models, descend, flush_losses, positive_int, rayleigh_quotients, show
 from .loop import drain_losses  # noqa: F401 (solvers.distributed imports it from here)
@@ -283,12 +284,13 @@ class NeuralSVD:
                 "matrix with GraphOperator.from_edge_index(edge_index, kind=...), or wrap a "
                 "symmetric matrix M as GraphOperator(M.to_sparse_csr(), 'adjacency', "
                 "bounds=(-b, b)) with b = float(M.abs().sum(1).max())")
+        if isinstance(operator, SampledOperator):
+            raise TypeError(f"operator must be a LinearOperator (a finite one, e.g. "
+                            f"GraphOperator), got the sampled operator "
+                            f"{type(operator).__name__}; fit it with SampledNeuralSVD")
         if not isinstance(operator, LinearOperator):
             raise TypeError(f"operator must be a LinearOperator (e.g. GraphOperator), got "
                             f"{type(operator).__name__}")
-        if operator.shape is None:
-            raise TypeError("fit() takes a finite operator; sample-based operators "
-                            "(Hamiltonians, kernels) provide their own fitting entry point")
         steps, check_every = positive_int(steps, 'steps'), positive_int(check_every, 'check_every')
         if tol is not None and (isinstance(tol, bool) or not isinstance(tol, numbers.Real)
                                 or not 0 <= tol < math.inf):
@@ -373,7 +375,7 @@ class NeuralSVD:
             f = table()
             self._check_width(f, run.n, run.width, run.dtype)
             with torch.no_grad():
-                loss, f.grad, cross = run.loss_fn.table_gradient(f, run.target.matmul(f))
+                loss, f.grad, cross = run.loss_fn.table_gradient(f, run.target.matmat(f))
             descend(run.opt, run.params, self.grad_clip)
             run.pending.append(loss.detach())
             # (f shares the table's storage: the quotients are those after the step)
@@ -388,7 +390,7 @@ class NeuralSVD:
             f = run.models[0](*run.inputs)
             g = run.models[1](*run.inputs) if run.svd else None
             self._check_width(f, run.n, run.width, run.dtype)
-            terms = run.target.lora_terms(f, g)
+            terms = lora_terms(run.target, f, g)
             loss = run.loss_fn(terms)
             descend(run.opt, run.params, self.grad_clip, loss)
             if balanced:
@@ -498,21 +500,21 @@ class NeuralSVD:
         rounding, the residual must be within rounding too."""
         if svd:
             V, W, values = result.right_vectors, result.left_vectors, result.eigenvalues
-            residual = torch.maximum((target.matmul(V) - W * values).norm(dim=0),
-                                     (target.rmatmul(W) - V * values).norm(dim=0))
+            residual = torch.maximum((target.matmat(V) - W * values).norm(dim=0),
+                                     (target.rmatmat(W) - V * values).norm(dim=0))
             return float(residual.max()) / scale, math.inf, CERTIFIED_RESIDUAL
         V, values = result.eigenvectors, result.eigenvalues
-        residual = float((operator.matmul(V) - V * values).norm(dim=0).max()) / scale
+        residual = float((operator.matmat(V) - V * values).norm(dim=0).max()) / scale
         k, width = V.size(1), f.size(1)
         if width == k:
             return residual, math.inf, CERTIFIED_RESIDUAL
         Q = torch.linalg.qr(f)[0]
         # the rest of the span: an orthonormal basis orthogonal to V, by Ritz value
         C = Q @ torch.linalg.svd(Q.transpose(0, 1) @ V)[0][:, k:]
-        TC = target.matmul(C)
+        TC = target.matmat(C)
         nu, S = rayleigh_ritz(C.transpose(0, 1) @ TC, descending=True)
         C, TC = C @ S, TC @ S
-        TV = target.matmul(V)
+        TV = target.matmat(V)
         rounding = ROUNDING_GAP * torch.finfo(V.dtype).eps
         bound = math.inf
         for extra in range(width - k):
@@ -560,10 +562,10 @@ class NeuralSVD:
             pad = torch.randn(n, width - self.k, generator=generator, dtype=dtype).to(device)
             V = torch.cat([V, _columns_normalized(pad)], 1)
         if svd:
-            U = _columns_normalized(target.matmul(V))
-            s = (U * target.matmul(V)).sum(0).clamp_min(0)
+            U = _columns_normalized(target.matmat(V))
+            s = (U * target.matmat(V)).sum(0).clamp_min(0)
             return (table(V * (n * s).sqrt()), table(U * (n * s).sqrt()))
-        mu = (V * target.matmul(V)).sum(0).clamp_min(0)
+        mu = (V * target.matmat(V)).sum(0).clamp_min(0)
         return table(V * (n * mu).sqrt())
 
     @staticmethod
@@ -596,7 +598,7 @@ class NeuralSVD:
         over by the same M instead of being dropped."""
         F = table.weight
         Q, R = torch.linalg.qr(F)
-        TQ = target.matmul(Q)
+        TQ = target.matmat(Q)
         mu, S = rayleigh_ritz(Q.transpose(0, 1) @ TQ, descending=True)
         residual = float((TQ @ S[:, :k] - (Q @ S[:, :k]) * mu[:k]).norm(dim=0).max())
         scale = (F.size(0) * mu.clamp_min(0)).sqrt()
@@ -617,7 +619,7 @@ class NeuralSVD:
         k = self.k
         if run.svd:
             Qf, Qg = _ordered_orthonormal(f), _ordered_orthonormal(g)
-            H = Qg.transpose(0, 1) @ run.target.matmul(Qf)
+            H = Qg.transpose(0, 1) @ run.target.matmat(Qf)
             if refine:
                 U, S, Vh = torch.linalg.svd(H)
                 right, left = Qf @ Vh.transpose(0, 1), Qg @ U
@@ -630,7 +632,7 @@ class NeuralSVD:
         # Rayleigh quotients on the original operator: mapping back from the
         # shifted one, (mu - beta) / alpha, cancels digits at the far end
         Q = _ordered_orthonormal(f)
-        H = Q.transpose(0, 1) @ run.operator.matmul(Q)
+        H = Q.transpose(0, 1) @ run.operator.matmat(Q)
         if refine:
             values, S = rayleigh_ritz(H, descending=run.largest)
             Q = Q @ S

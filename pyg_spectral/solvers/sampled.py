@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from ..io import digest
 from ..linalg import rayleigh_ritz, whitening
-from ..losses import NestedLoRA
+from ..losses import LoRATerms, NestedLoRA
 from ..operators.sampling import SampledOperator
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .loop import check_models, descend, flush_losses, positive_int, rayleigh_quotients, show
@@ -236,8 +236,9 @@ class SampledNeuralSVD:
         bar = tqdm(range(start, steps), disable=not progress, desc='SampledNeuralSVD',
                    leave=False)
         for step in bar:
-            batch = operator.sample(self.batch_size, generator)
-            terms = operator.sampled_terms(self._call_arg(models), batch, self.k, generator)
+            samples = operator.sample(self.batch_size, generator)
+            terms = LoRATerms(*operator.estimates(self._call_arg(models), samples, self.k,
+                                                  generator))
             loss = loss_fn(terms)
             descend(opt, params, self.grad_clip, loss)
             schedule.step()
@@ -276,8 +277,8 @@ class SampledNeuralSVD:
         chunks = max(1, math.ceil(num_samples / batch_size))
         totals = None
         for _ in range(chunks):
-            batch = operator.sample(batch_size, generator)
-            moments = [m.double() for m in operator.moments(model, batch, self.k, generator)]
+            samples = operator.sample(batch_size, generator)
+            moments = [m.double() for m in operator.moments(model, samples, self.k, generator)]
             totals = moments if totals is None else [t + m for t, m in zip(totals, moments)]
         gram_f, gram_g, cross = (t / chunks for t in totals)
         svd = operator.num_models == 2

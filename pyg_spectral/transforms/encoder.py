@@ -127,7 +127,7 @@ class PEEncoder(nn.Module):
         scale = 2.0 / laplacian.spectral_bounds()[1]
 
         def scaled(X: Tensor) -> Tensor:
-            return scale * laplacian.matmul(X) - X
+            return scale * laplacian.matmat(X) - X
         for lin in self.lins:
             # the terms T_j x are summed as they come: on a batch of graphs
             # all K of them side by side outgrow the caches
@@ -163,9 +163,9 @@ class LowPassPower(DerivedOperator):
                          is_symmetric=True)
         self.power = power
 
-    def matmul(self, X: Tensor) -> Tensor:
+    def matmat(self, X: Tensor) -> Tensor:
         for _ in range(self.power):
-            X = self.inner.matmul(X)
+            X = self.inner.matmat(X)
         return X
 
     def spectral_bounds(self) -> tuple[float, float]:
@@ -261,7 +261,7 @@ def encoder_solve(encoder: PEEncoder, problem: LaplacianProblem, seed: int | Non
     batch = problem.batch
     dense, mask = to_dense_batch(F, batch)  # [G, nmax, m]
     Q = torch.linalg.qr(dense).Q
-    LQ, _ = to_dense_batch(operator.matmul(Q[mask]), batch)
+    LQ, _ = to_dense_batch(operator.matmat(Q[mask]), batch)
     theta, S = rayleigh_ritz(Q.mT @ LQ)
     ritz = (Q @ S)[mask]  # [n, m], ascending Ritz values per graph
     t = min(int(problem.q.max()), m)
