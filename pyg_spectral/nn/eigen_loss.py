@@ -35,8 +35,8 @@ def eigen_parameters(model: nn.Module) -> list[nn.Parameter]:
     An adaptive optimizer such as Adam moves every entry of :math:`W` by about
     its learning rate at each step, whatever the gradient's size, so at a
     constant learning rate the basis keeps jittering around the eigenvectors
-    instead of settling (on PubMed's tightly clustered top eigenvalues, see
-    ``benchmarks/RESULTS.md`` section 3.4); decaying that group's learning
+    instead of settling (as on PubMed's tightly clustered top eigenvalues);
+    decaying that group's learning
     rate lets it converge while the rest of the model keeps its schedule
     (here over a run of ``steps`` optimizer steps):
 

@@ -15,7 +15,8 @@ from .sampling import (GaussianSampling, RadialSampling, SampledEstimates, Sampl
                        Samples, check_output, check_samples, symmetric_cross)
 
 
-def laplacian(fn: Callable[[Tensor], Tensor], x: Tensor, probes: Tensor | None = None) -> Tensor:
+def function_laplacian(fn: Callable[[Tensor], Tensor], x: Tensor,
+                       probes: Tensor | None = None) -> Tensor:
     r"""The Laplacian :math:`\nabla^2 f_l(x_i)` of every output of a
     row-wise function :obj:`fn` (:obj:`[B, d] -> [B, L]`), as :obj:`[B, L]`.
 
@@ -105,7 +106,7 @@ class Hamiltonian(SampledOperator):
     Inner products are Monte-Carlo estimates over :obj:`sampling` with
     importance weights (:math:`1/\rho(x)` on :math:`\psi`, see
     :obj:`envelope`). :math:`T f` is computed without
-    autograd (the Laplacian by :func:`laplacian`, forward mode) and
+    autograd (the Laplacian by :func:`function_laplacian`, forward mode) and
     :func:`~pyg_spectral.operators.symmetric_cross` restores its exact
     gradient :math:`2 T f` from self-adjointness, so training never takes a
     third derivative.
@@ -251,7 +252,7 @@ class Hamiltonian(SampledOperator):
             return self._log_envelope(y).exp().unsqueeze(1) * model(y)
 
         with torch.no_grad():
-            lap = laplacian(psi, x, probes)
+            lap = function_laplacian(psi, x, probes)
             env = self._log_envelope(x).exp().unsqueeze(1)
             f = model(x)
             V = self.potential(x)

@@ -320,8 +320,8 @@ class AddNeuralSVDPE(BaseTransform):
         r"""The solver of graph :obj:`g` above the dense threshold. :obj:`'auto'`
         takes ARPACK on a CPU; on an accelerator NeuralSVD, except for
         mesh-like graphs: there a first-order method needs too many steps
-        (WRONG after 3000 on the 1e5-node kNN mesh of ``benchmarks/RESULTS.md``,
-        section 2), while shift-invert ARPACK is the fastest solver."""
+        (still wrong after 3000 on a 1e5-node kNN mesh), while shift-invert
+        ARPACK is the fastest solver."""
         if self.method != 'auto':
             return self.method
         if not self._accelerated(problem) or is_mesh_like(problem.graph(g)):

@@ -55,8 +55,7 @@ class PEEncoder(nn.Module):
     stop band :math:`[\text{cutoff} \cdot s, s]` times a random mixing of
     the channels (:meth:`reset_parameters`). From random coefficients the
     filters were dominated by high frequencies and training left the span
-    far from the eigenvectors (benchmarks/RESULTS.md, section 4); the
-    filter family and one number to fit, where the family's spectrum has
+    far from the eigenvectors; the filter family and one number to fit, where the family's spectrum has
     its gap, is the prior that makes the encoder work.
 
     The products with :math:`\hat L` are sparse CSR products with the
@@ -205,8 +204,8 @@ def fit_pe_encoder(encoder: PEEncoder, graphs: Sequence[Data], normalization: st
     family's spectrum has a gap after :obj:`out_channels` eigenvalues, the
     fit finds it.
 
-    Gradient steps on the weights after the fit made the held-out spans
-    worse in trials: the filter's suppression of the stop band rests on a
+    Gradient steps on the weights after the fit make the held-out spans
+    worse: the filter's suppression of the stop band rests on a
     cancellation between its coefficients that per-weight steps break. So
     the fit is this one-parameter search. Returns the objective of every
     candidate."""

@@ -9,9 +9,9 @@ import enum
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.sparse.linalg as sla
 import torch
 from scipy.sparse.linalg import ArpackNoConvergence, eigsh, splu
-from scipy.sparse.linalg import LinearOperator as ScipyOperator
 from torch import Tensor
 
 from ...linalg import rayleigh_ritz
@@ -30,16 +30,15 @@ PROBE_TOL = 1e-3
 # residual to the gap), so it certifies less often than it could.
 CERTIFIED_SINE = 1e-2
 # Restarts granted to plain Lanczos before `shift_invert=None` gives up on it
-# for shift-invert: about twice what PubMed needs (43-44 from seed 0,
-# benchmarks/RESULTS.md section 3.5), while on a large mesh-like graph (the
-# 1e5-node RGG of section 4, whose low end is clustered) SciPy's plain
-# Lanczos finds nothing within 60 s.
+# for shift-invert: about twice what PubMed needs (43-44 from seed 0), while
+# on a large mesh-like graph (a 1e5-node random geometric graph, whose low
+# end is clustered) SciPy's plain Lanczos finds nothing within 60 s.
 LANCZOS_RESTARTS = 100
 # A graph whose RCM envelope ratio is at most this times sqrt(n) is taken
 # for a planar mesh and solved by shift-invert from the start: its low end is
 # a cluster that plain Lanczos resolves slowly or not at all, and its LU stays
-# sparse. Measured (`pe_speed.py --sections modes`, benchmarks/RESULTS.md
-# section 4): 0.11-0.14 on random geometric and kNN meshes of 2e3-1e5 nodes
+# sparse. Measured by `benchmarks/pe_speed.py --sections modes`: 0.11-0.14 on
+# random geometric and kNN meshes of 2e3-1e5 nodes
 # (shift-invert 1.5-18x faster than plain Lanczos); 0.65-2.1 on Cora's and
 # CiteSeer's largest components, Erdos-Renyi graphs and PubMed, 3.5-8.7 on
 # block models (there shift-invert is 3.6-34x slower or gives no answer
@@ -93,7 +92,7 @@ class _System:
                                                    shape=(self.n, self.n))
         return self._laplacians[real]
 
-    def deflated(self, locked: np.ndarray, real: type) -> ScipyOperator:
+    def deflated(self, locked: np.ndarray, real: type) -> sla.LinearOperator:
         r""":math:`L + s P` with :math:`P` the projector onto the null space
         and the orthonormal columns of :obj:`locked`, in precision :obj:`real`."""
         Lr, shift, N, NT = self.laplacian(real), self.shift, self.N, self.NT
@@ -103,9 +102,9 @@ class _System:
         def apply(X: np.ndarray) -> np.ndarray:
             out = Lr @ X + shift * (locked @ (locked.T @ X))
             return out if dense else out + shift * (N @ (NT @ X))
-        return ScipyOperator((self.n, self.n), matvec=apply, matmat=apply, dtype=real)
+        return sla.LinearOperator((self.n, self.n), matvec=apply, matmat=apply, dtype=real)
 
-    def deflated_inverse(self, locked: np.ndarray) -> ScipyOperator:
+    def deflated_inverse(self, locked: np.ndarray) -> sla.LinearOperator:
         r""":math:`(L + s P - \sigma I)^{-1} = (I - P)(L - \sigma I)^{-1}(I - P)
         + P / (s - \sigma)`, as :math:`P` projects onto (approximate)
         eigenvectors of :math:`L`; one sparse LU of :math:`L - \sigma I`,
@@ -126,7 +125,7 @@ class _System:
         def apply(X: np.ndarray) -> np.ndarray:
             outside, inside = split(X)
             return split(lu.solve(outside))[0] + inside / (shift - sigma)
-        return ScipyOperator((self.n, self.n), matvec=apply, matmat=apply, dtype=np.float64)
+        return sla.LinearOperator((self.n, self.n), matvec=apply, matmat=apply, dtype=np.float64)
 
     def eigsh(self, locked: np.ndarray, real: type, shift_invert: bool | None, **options):
         r""":func:`eigsh` on the deflated Laplacian with :obj:`locked` also

@@ -11,7 +11,7 @@ from .problem import Eigenpairs, LaplacianProblem
 
 # LAPACK gains nothing from threads on tiny matrices, and on a loaded machine
 # its threads spin on busy cores: a batch of 32x32 eigh ran ~50x slower with
-# 2 threads than with 1 (benchmarks/RESULTS.md, "eigh floor")
+# 2 threads than with 1 (`benchmarks/pe_speed.py --sections floor`)
 SINGLE_THREAD_SIZE = 128
 # blocks are padded to a multiple of this size, so that graphs of similar
 # size share one batched eigh
