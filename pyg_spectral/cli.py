@@ -29,29 +29,51 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser('bench', help='run a benchmark')
     bench_sub = bench.add_subparsers(dest='benchmark', required=True)
     p = bench_sub.add_parser(
-        'planetoid', help='semi-supervised node classification, public split')
+        'planetoid', help='semi-supervised node classification, public split',
+        description='Trains each model from scratch for each seed on the public split and '
+                    'prints one row per (dataset, model, k): seeds, epochs, test accuracy at '
+                    'the epoch of best validation accuracy (mean ± std over seeds), ms per '
+                    'training epoch, total seconds and the peak memory of that model alone. '
+                    'The defaults (10 seeds, 200 epochs) are the settings of the numbers in '
+                    'benchmarks/RESULTS.md.')
     p.add_argument('--dataset', type=_dataset_name, nargs='+', default=['Cora'],
-                   help=f"{'|'.join(PLANETOID_NAMES)} or ogbn-* (default: Cora)")
+                   help=f"datasets to run, {'|'.join(PLANETOID_NAMES)} or an OGB node dataset "
+                        f"ogbn-* (default: Cora)")
     models = available_models()
     p.add_argument('--model', nargs='+', default=['gcn'], choices=list(models),
-                   help='; '.join(f'{m}: {s.description}' for m, s in models.items()))
+                   help='models to run (default: gcn); ' + '; '.join(
+                       f'{m}: {s.description}' for m, s in models.items()))
     p.add_argument('--k', type=int, nargs='+', default=None,
                    help='ranks to sweep for the low-rank models (default: their own, 16); '
                         'models without a rank run once')
-    p.add_argument('--seeds', type=int, default=10)
-    p.add_argument('--epochs', type=int, default=200)
-    p.add_argument('--lr', type=float, default=0.01)
-    p.add_argument('--weight-decay', type=float, default=5e-4)
+    p.add_argument('--seeds', type=int, default=10,
+                   help='runs per model, seeds 0..N-1 (default: %(default)s)')
+    p.add_argument('--epochs', type=int, default=200,
+                   help='training epochs per seed (default: %(default)s)')
+    p.add_argument('--lr', type=float, default=0.01,
+                   help='Adam learning rate of the model (default: %(default)s)')
+    p.add_argument('--weight-decay', type=float, default=5e-4,
+                   help='Adam weight decay, every parameter (default: %(default)s)')
     p.add_argument('--basis-lr', type=float, default=BASIS_LR,
                    help='learning rate of an amortized eigenbasis (default: %(default)s)')
     p.add_argument('--basis-schedule', choices=BASIS_SCHEDULES, default='cosine',
                    help='learning rate of an amortized eigenbasis: decayed to 0 over the '
-                        'epochs (default) or constant, like the rest of the model')
+                        'epochs, or constant like the rest of the model (default: %(default)s)')
     p.add_argument('--largest-component', action='store_true',
-                   help='train and test on the largest connected component only')
-    p.add_argument('--device', default='cpu', help='cpu | cuda | cuda:N')
-    p.add_argument('--out', help='also write the results as JSON to this path')
-    p.add_argument('--no-progress', action='store_true')
+                   help='train and test on the largest connected component only '
+                        '(default: the whole graph)')
+    p.add_argument('--device', default='cpu',
+                   help='cpu | cuda | cuda:N (default: %(default)s)')
+    p.add_argument('--threads', type=int, default=1,
+                   help='intra-op CPU threads (torch.set_num_threads) for the whole run; 0 '
+                        "leaves torch's own choice (OMP_NUM_THREADS or one per core). One is "
+                        'the default because on a shared or busy CPU more threads spin on busy '
+                        'cores: the Cora run took 19 min with two threads on a loaded 2-core '
+                        'machine, about 2 min with one (default: %(default)s)')
+    p.add_argument('--out', help='also write the results as JSON to this path, after every run '
+                                 '(default: none, the table only)')
+    p.add_argument('--no-progress', action='store_true',
+                   help='no progress bar (default: a bar per run, on stderr)')
     add_eigs_parser(sub)
     return parser
 
@@ -131,12 +153,17 @@ def bench(args: argparse.Namespace) -> int:
     from .io import atomic_write_text
     try:
         resolve_device(args.device)
+        if args.threads < 0:
+            raise ValueError(f"--threads must be >= 0, got {args.threads}")
         if args.k is not None and any(k < 1 for k in args.k):
             raise ValueError(f"--k must be positive integers, got {args.k}")
         if args.out:  # before the run, not after it: a bad path must not lose the results
             out_dir = os.path.dirname(os.path.abspath(args.out))
             if not os.path.isdir(out_dir) or not os.access(out_dir, os.W_OK):
                 raise ValueError(f"--out {args.out!r}: {out_dir} is not a writable directory")
+        if args.threads:  # the application's choice; the library never sets it
+            import torch
+            torch.set_num_threads(args.threads)
         runs = [(d, m, k) for d in args.dataset for m in args.model
                 for k in (args.k or [None] if 'k' in get_model(m).options else [None])]
         results = []

@@ -87,6 +87,7 @@ def test_rank_for_a_model_without_one_is_refused():
     (['--device', 'tpu'], "device='tpu' is not a torch device"),
     (['--device', 'meta'], "the bench runs on 'cpu' or 'cuda'"),
     (['--k', '0'], '--k must be positive'),
+    (['--threads', '-1'], '--threads must be >= 0'),
 ])
 def test_bad_bench_arguments_are_named_before_any_work(argv, message, capsys):
     assert main(['bench', 'planetoid', '--no-progress', *argv]) == 2

@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 from ..datasets import load_ogbn, load_planetoid, ogbn_evaluator, ogbn_split
 from ..devices import resolve_device as check_device
 from ..nn import eigen_loss, eigen_parameters
+from .memory import PeakMemory
 from .registry import available_models, get_model
 
 
@@ -31,10 +32,16 @@ class RunResult:
     test_acc_std: float
     epoch_ms: float
     total_s: float
-    peak_mem_mib: float
+    peak_mem_mib: float  # the process's peak (see peak_mem_kind), the same on every row
     peak_mem_kind: str
     device: str
     settings: dict = field(default_factory=dict)
+    # this model's own peak: the increase over the memory in use before its
+    # first seed (bench.memory.PeakMemory; model_mem_measure says what exactly)
+    model_peak_mem_mib: float | None = None
+    model_mem_baseline_mib: float | None = None
+    model_mem_kind: str | None = None
+    model_mem_measure: str | None = None
 
 
 def resolve_device(device: str) -> torch.device:
@@ -157,39 +164,43 @@ def run_node_classification(
         torch.cuda.reset_peak_memory_stats(dev)
 
     accs, epoch_times = [], []
-    start = time.perf_counter()
-    bar = tqdm(total=seeds * epochs, desc=f'{model} on {dataset}',
-               disable=not progress, leave=False)
-    for seed in range(seeds):
-        torch.manual_seed(seed)
-        net = spec.build(data.num_features, num_classes, data, **options).to(dev)
-        opt, schedule = make_optimizer(net, lr, weight_decay, basis_schedule, epochs, basis_lr)
-        best_val, best_test = -1.0, 0.0
-        for _ in range(epochs):
-            t = time.perf_counter()
-            net.train()
-            opt.zero_grad()
-            out = net(data.x, data.edge_index)
-            loss = F.cross_entropy(out[data.train_mask], data.y[data.train_mask])
-            loss = loss + eigen_loss(net)
-            loss.backward()
-            opt.step()
-            schedule.step()
-            if dev.type == 'cuda':
-                torch.cuda.synchronize(dev)
-            epoch_times.append(time.perf_counter() - t)
-
-            net.eval()
-            with torch.no_grad():
+    # the memory sampler starts before and stops after the timed span: its
+    # start and stop are not timed
+    with PeakMemory(dev) as memory:
+        start = time.perf_counter()
+        bar = tqdm(total=seeds * epochs, desc=f'{model} on {dataset}',
+                   disable=not progress, leave=False)
+        for seed in range(seeds):
+            torch.manual_seed(seed)
+            net = spec.build(data.num_features, num_classes, data, **options).to(dev)
+            opt, schedule = make_optimizer(net, lr, weight_decay, basis_schedule, epochs, basis_lr)
+            best_val, best_test = -1.0, 0.0
+            for _ in range(epochs):
+                t = time.perf_counter()
+                net.train()
+                opt.zero_grad()
                 out = net(data.x, data.edge_index)
-            val = _accuracy(out, data, data.val_mask, evaluator)
-            if val > best_val:
-                best_val, best_test = val, _accuracy(out, data, data.test_mask, evaluator)
-            bar.update(1)
-            bar.set_postfix(seed=seed, loss=f'{loss.item():.3f}', val=f'{best_val:.3f}')
-        accs.append(best_test)
-    bar.close()
-    total = time.perf_counter() - start
+                loss = F.cross_entropy(out[data.train_mask], data.y[data.train_mask])
+                loss = loss + eigen_loss(net)
+                loss.backward()
+                opt.step()
+                schedule.step()
+                if dev.type == 'cuda':
+                    torch.cuda.synchronize(dev)
+                epoch_times.append(time.perf_counter() - t)
+
+                net.eval()
+                with torch.no_grad():
+                    out = net(data.x, data.edge_index)
+                val = _accuracy(out, data, data.val_mask, evaluator)
+                if val > best_val:
+                    best_val, best_test = val, _accuracy(out, data, data.test_mask, evaluator)
+                bar.update(1)
+                bar.set_postfix(seed=seed, loss=f'{loss.item():.3f}', val=f'{best_val:.3f}')
+            accs.append(best_test)
+        bar.close()
+        total = time.perf_counter() - start
+    own = memory.report
     mem, mem_kind = _peak_memory_mib(dev)
     label = dataset + (' (largest component)' if largest_component else '')
     return RunResult(
@@ -200,20 +211,43 @@ def run_node_classification(
         peak_mem_mib=mem, peak_mem_kind=mem_kind, device=str(dev),
         settings=dict(epochs=epochs, lr=lr, basis_lr=basis_lr, weight_decay=weight_decay,
                       basis_schedule=basis_schedule, largest_component=largest_component,
-                      selection='test accuracy at best validation accuracy'))
+                      selection='test accuracy at best validation accuracy',
+                      threads=torch.get_num_threads()),
+        model_peak_mem_mib=own.peak_mib, model_mem_baseline_mib=own.baseline_mib,
+        model_mem_kind=own.kind, model_mem_measure=memory.description())
+
+
+MEMORY_COLUMN = {
+    'rss_increase_sampled': 'its peak RSS increase over the RSS before it started',
+    'cuda_max_allocated_increase': 'its peak CUDA allocation over the allocation before it '
+                                   'started',
+    'process_max_rss': "the process's peak RSS (not per model: RSS unreadable here)",
+}
+
+
+def _mib(value: float | None) -> str:
+    return '-' if value is None else f'{value:.1f}' if value < 10 else f'{value:.0f}'
 
 
 def format_table(results: list[RunResult]) -> str:
+    r"""The bench's summary: one row per run, with its seeds, epochs and its
+    own peak memory (:attr:`RunResult.model_peak_mem_mib`), then a line
+    saying what the memory column measured."""
     header = ('model', 'dataset', 'k', 'seeds', 'epochs', 'test acc (%)', 'ms/epoch', 'total s',
-              'peak MiB')
+              'peak +MiB')
     rows = [(r.model, r.dataset, '-' if r.k is None else str(r.k), str(len(r.seeds)),
              str(r.settings['epochs']), f'{100 * r.test_acc_mean:.1f} ± {100 * r.test_acc_std:.1f}',
-             f'{r.epoch_ms:.2f}', f'{r.total_s:.1f}', f'{r.peak_mem_mib:.0f}')
+             f'{r.epoch_ms:.2f}', f'{r.total_s:.1f}', _mib(r.model_peak_mem_mib))
             for r in results]
+    kinds = sorted({r.model_mem_kind for r in results if r.model_mem_kind})
+    notes = '; '.join(MEMORY_COLUMN.get(kind, kind) for kind in kinds)
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
     line = lambda cells: '| ' + ' | '.join(c.ljust(w) for c, w in zip(cells, widths)) + ' |'
     sep = '|' + '|'.join('-' * (w + 2) for w in widths) + '|'
-    return '\n'.join([line(header), sep, *map(line, rows)])
+    table = [line(header), sep, *map(line, rows)]
+    if notes:
+        table.append(f'peak +MiB: per model, {notes} (JSON: model_mem_measure)')
+    return '\n'.join(table)
 
 
 def as_dict(result: RunResult) -> dict:
