@@ -1,28 +1,28 @@
 """Node embeddings from sampled edges alone: the edge CDK p(x, y) ~ A_xy of
 Zachary's karate club, learned with two embedding tables, has the spectrum
 of D^-1/2 A D^-1/2. Prints learned vs exact singular values and saves a
-figure of the embedding (needs matplotlib).
+figure of the embedding in examples/output/ (needs matplotlib).
 
     python examples/edge_cdk_embedding.py [--k 4 --steps 1000]
 """
-import argparse
-
 import torch
 from torch_geometric.datasets import KarateClub
 
 from pyg_spectral.metrics import max_principal_sine
 from pyg_spectral.operators import CDK
 from pyg_spectral.solvers import SampledNeuralSVD
-from plotting import pyplot, save
+from plotting import figure_path, integer_ticks, parser, pyplot, save, setup_threads
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--k', type=int, default=4)
-    parser.add_argument('--steps', type=int, default=1000)
-    parser.add_argument('--out', default='edge_cdk_embedding.png')
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    p = parser(__doc__, 'edge_cdk_embedding')
+    p.add_argument('--k', type=int, default=4,
+                   help='number of singular pairs learned (the figure needs k >= 3)')
+    p.add_argument('--steps', type=int, default=1000,
+                   help='training steps of SampledNeuralSVD (batches of 1024 edges)')
+    args = p.parse_args(argv)
     torch.manual_seed(0)
+    setup_threads(args.threads)
     data = KarateClub()[0]
 
     op = CDK.graph(data.edge_index)
@@ -48,11 +48,16 @@ def main() -> None:
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(lam.abs()[order], 'o-', label='eigh')
     a.plot(res.eigenvalues, 'x--', label='learned from edges')
+    a.set_xlabel('index i')
+    a.set_ylabel('singular value')
+    integer_ticks(a.xaxis)
     a.set_title('singular values')
     a.legend()
     b.scatter(embedding[:, 1], embedding[:, 2], c=data.y, cmap='tab10')
-    b.set_title('nodes on learned functions 2 and 3 (colour: community)')
-    save(fig, args.out)
+    b.set_xlabel('learned function i = 1')
+    b.set_ylabel('learned function i = 2')
+    b.set_title('nodes on learned functions 1 and 2 (colour: community)')
+    save(fig, figure_path(args))
 
 
 if __name__ == '__main__':

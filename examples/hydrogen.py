@@ -1,18 +1,16 @@
 """Learn the lowest states of the 2D hydrogen atom H = -lap - 1/r with
 NeuralSVD, print learned vs exact energies and save a figure of the learned
-functions next to the analytic ones (needs matplotlib: pip install
-"pyg-spectral[plot]").
+functions next to the analytic ones in examples/output/ (needs matplotlib:
+pip install "pyg-spectral[plot]").
 
     python examples/hydrogen.py [--steps 1000]
 """
-import argparse
-
 import torch
 
 from pyg_spectral.nn import EigenfunctionMLP
 from pyg_spectral.operators import Hamiltonian, RadialSampling
 from pyg_spectral.solvers import SampledNeuralSVD
-from plotting import pyplot, save
+from plotting import figure_path, parser, pyplot, save, setup_threads
 
 
 def analytic(x: torch.Tensor) -> torch.Tensor:
@@ -22,13 +20,13 @@ def analytic(x: torch.Tensor) -> torch.Tensor:
                         x[..., 0] * torch.exp(-r / 3), x[..., 1] * torch.exp(-r / 3)], -1)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument('--steps', type=int, default=1000)
-    parser.add_argument('--out', default='hydrogen.png')
-    args = parser.parse_args()
+def main(argv: list[str] | None = None) -> None:
+    p = parser(__doc__, 'hydrogen')
+    p.add_argument('--steps', type=int, default=1000,
+                   help='training steps of SampledNeuralSVD (batches of 256 samples)')
+    args = p.parse_args(argv)
     torch.manual_seed(0)
-    torch.set_num_threads(1)  # small batched products: threads only contend
+    setup_threads(args.threads)  # small batched products: threads only contend
 
     op = Hamiltonian.hydrogen(2, sampling=RadialSampling(2, 3.0))
     model = EigenfunctionMLP(2, 4, hidden_channels=64, num_layers=2, fourier_features=64,
@@ -55,12 +53,15 @@ def main() -> None:
         for j in range(4):
             v = values[:, j].reshape(121, 121)
             vmax = v.abs().max()
-            axes[row, j].imshow(v, cmap='RdBu', vmin=-vmax, vmax=vmax, extent=(-15, 15, -15, 15))
-            axes[row, j].set_title(f'{name} {j + 1}')
-            axes[row, j].axis('off')
+            ax = axes[row, j]
+            ax.imshow(v, cmap='RdBu', vmin=-vmax, vmax=vmax, extent=(-15, 15, -15, 15),
+                      origin='lower')
+            ax.set_title(f'{name} {j + 1}')
+            ax.set_xlabel('x (Bohr radii)')
+            ax.set_ylabel('y (Bohr radii)')
     fig.suptitle('2D hydrogen: learned states (any rotation within the n = 2 shell) '
-                 'and the analytic 1s, 2s, 2p')
-    save(fig, args.out)
+                 'and the analytic 1s, 2s, 2p (colour: amplitude, red < 0 < blue)')
+    save(fig, figure_path(args))
 
 
 if __name__ == '__main__':

@@ -1,20 +1,87 @@
 """The examples run end to end (few steps: this checks they work, not their accuracy)."""
+import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-EXAMPLES = Path(__file__).resolve().parents[1] / 'examples'
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / 'examples'
+NAMES = ['hydrogen', 'cdk_gaussian', 'edge_cdk_embedding']
 
 
-@pytest.mark.parametrize('name', ['hydrogen', 'cdk_gaussian', 'edge_cdk_embedding'])
-def test_example_runs_and_prints_exact_vs_learned(name, tmp_path):
-    out = tmp_path / f'{name}.png'
-    proc = subprocess.run([sys.executable, str(EXAMPLES / f'{name}.py'), '--steps', '30',
-                           '--out', str(out)], capture_output=True, text=True,
-                          env={**os.environ, 'OMP_NUM_THREADS': '1'}, timeout=300)
+def load_example(name: str, monkeypatch):
+    monkeypatch.syspath_prepend(str(EXAMPLES))  # the examples import their plotting module
+    spec = importlib.util.spec_from_file_location(f'example_{name}', EXAMPLES / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_example_runs_and_prints_exact_vs_learned(name, tmp_path, monkeypatch, capsys):
+    r"""Run in this process (so that its figure can be looked at): the table
+    is printed, the figure lands in --out-dir, and every panel has labelled
+    axes, with whole-number ticks on an index axis."""
+    module = load_example(name, monkeypatch)
+    figures = []
+    real_save = module.save
+
+    def save(fig, path):
+        figures.append(fig)
+        real_save(fig, path)
+    monkeypatch.setattr(module, 'save', save)
+    with torch.random.fork_rng():  # the example seeds torch's global generator
+        module.main(['--steps', '30', '--out-dir', str(tmp_path / 'figures')])
+    out = capsys.readouterr().out
+    assert 'learned' in out  # the learned-vs-exact table
+    if 'matplotlib is not installed' in out:
+        return
+    assert [p.name for p in (tmp_path / 'figures').iterdir()] == [f'{name}.png']
+    (fig,) = figures
+    fig.canvas.draw()
+    for ax in fig.axes:
+        assert ax.get_xlabel() and ax.get_ylabel(), f'{name}: unlabelled axes {ax.get_title()!r}'
+        for axis, label, lim in ((ax.xaxis, ax.get_xlabel(), ax.get_xlim()),
+                                 (ax.yaxis, ax.get_ylabel(), ax.get_ylim())):
+            if label.startswith('index'):
+                lo, hi = sorted(lim)
+                ticks = [t for t in axis.get_ticklocs() if lo <= t <= hi]
+                assert ticks and all(t == round(t) for t in ticks), f'{name}: {label} {ticks}'
+    import matplotlib.pyplot as plt
+    plt.close(fig)
+
+
+@pytest.mark.parametrize('name', NAMES)
+def test_example_help_states_each_option_and_its_default(name):
+    r"""As a script (``python examples/NAME.py --help``): every option has a
+    help text with its default, and the figure goes to the git-ignored
+    examples/output/ unless told otherwise."""
+    proc = subprocess.run([sys.executable, str(EXAMPLES / f'{name}.py'), '--help'],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, 'OMP_NUM_THREADS': '1'})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert 'learned' in proc.stdout  # the learned-vs-exact table
-    assert out.is_file() or 'matplotlib is not installed' in proc.stdout
+    blocks, current = {}, None
+    for line in proc.stdout.split('options:')[1].splitlines():
+        start = re.match(r'^  (-{1,2}[\w-]+)', line)
+        if start:
+            current = start.group(1)
+            blocks[current] = line
+        elif current:
+            blocks[current] += ' ' + line.strip()
+    assert {'--out-dir', '--out', '--threads', '--steps'} <= set(blocks)
+    for flag, text in blocks.items():
+        if flag not in ('-h', '--help'):
+            assert '(default' in text, f'{name} {flag}: {text!r}'
+    assert str(EXAMPLES / 'output') in blocks['--out-dir']
+    assert f'OUT_DIR/{name}.png' in blocks['--out']
+
+
+def test_example_output_directory_is_git_ignored():
+    proc = subprocess.run(['git', 'check-ignore', '-q', 'examples/output/hydrogen.png'],
+                          cwd=REPO, capture_output=True)
+    assert proc.returncode == 0, 'examples/output/ is not git-ignored'
