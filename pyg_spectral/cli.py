@@ -75,7 +75,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--no-progress', action='store_true',
                    help='no progress bar (default: a bar per run, on stderr)')
     add_eigs_parser(sub)
+    add_partition_parser(sub)
     return parser
+
+
+GRAPH_HELP = ("an .npz with 'edge_index' [2, m] and optional 'edge_weight' [m], 'num_nodes' "
+              "(uncompressed members are read a chunk of edges at a time), an .npy holding "
+              "edge_index, or a .pt holding an edge_index tensor or a dict with those keys "
+              "(loaded whole)")
 
 
 def add_eigs_parser(sub) -> None:
@@ -92,9 +99,7 @@ def add_eigs_parser(sub) -> None:
                     "pyg_spectral eigs ...` the nodes are split among the N processes, and no "
                     "process ever holds the whole table; the files are written under "
                     "temporary names and renamed once complete.")
-    e.add_argument('graph', help="a .pt file holding an edge_index tensor [2, m] or a dict with "
-                                 "'edge_index' and optional 'edge_weight', 'num_nodes'; or an "
-                                 ".npz with those keys")
+    e.add_argument('graph', help=GRAPH_HELP)
     e.add_argument('--k', type=int, required=True, help='number of eigenpairs')
     e.add_argument('--out', required=True, help='output prefix: PREFIX.vectors.npy, '
                                                 'PREFIX.values.npy, PREFIX.partition.pt')
@@ -120,8 +125,9 @@ def add_eigs_parser(sub) -> None:
                                         'reverse Cuthill-McKee blocks; auto: METIS when '
                                         'installed')
     e.add_argument('--partition-file', default=None,
-                   help='reuse this partition if it fits (default: PREFIX.partition.pt, '
-                        'written on first use)')
+                   help='the partition to use, written by pyg-spectral partition (default: '
+                        'PREFIX.partition.pt, reused if it fits, else made by rank 0 from the '
+                        'whole graph and written)')
     e.add_argument('--exchange', choices=['auto', 'all_to_all', 'p2p'], default='auto',
                    help='halo exchange: one all_to_all_single, or pairwise isend/irecv for '
                         'backends without it')
@@ -138,11 +144,35 @@ def add_eigs_parser(sub) -> None:
     e.add_argument('--no-progress', action='store_true')
 
 
+def add_partition_parser(sub) -> None:
+    from .solvers.partition import PARTITION_METHODS
+    p = sub.add_parser(
+        'partition', help="split a graph's nodes for a later eigs launch",
+        description="Splits the nodes of a graph into --parts blocks (METIS, or reverse "
+                    "Cuthill-McKee blocks) and saves the split, with its edge cut and halo "
+                    "per part printed. Run it once before `torchrun --nproc-per-node N -m "
+                    "pyg_spectral eigs GRAPH --partition-file FILE ...`: the partitioner holds "
+                    "the whole graph, and here it does so in its own process, not in the "
+                    "fit's.")
+    p.add_argument('graph', help=GRAPH_HELP)
+    p.add_argument('--parts', type=int, required=True,
+                   help='number of blocks: the number of processes of the eigs launch')
+    p.add_argument('--out', required=True, help='the partition file to write (.pt)')
+    p.add_argument('--method', choices=[m for m in PARTITION_METHODS if m != 'contiguous'],
+                   default='auto', help='METIS (pip install pyg-spectral[distributed]) or '
+                                        'reverse Cuthill-McKee blocks; auto: METIS when '
+                                        'installed (default: %(default)s)')
+    p.add_argument('--seed', type=int, default=0, help="METIS's seed (default: %(default)s)")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == 'eigs':
         from .eigs import run_eigs
         return run_eigs(args)
+    if args.command == 'partition':
+        from .eigs import run_partition
+        return run_partition(args)
     return bench(args)
 
 

@@ -1,6 +1,8 @@
 """``pyg-spectral eigs``: eigenpairs of a graph read from a file, in one
-process or split among the processes of a ``torchrun`` launch, written to
-``.npy`` files by row blocks."""
+process or split among the processes of a ``torchrun`` launch (each
+building its own rows of the graph matrix from the file, a chunk of edges
+at a time), written to ``.npy`` files by row blocks; and ``pyg-spectral
+partition``, the node split such a launch reuses."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +12,6 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -20,35 +21,39 @@ REPORT_WAIT_S = 1.0
 
 
 def load_graph(path: str | os.PathLike) -> tuple[torch.Tensor, torch.Tensor | None, int | None]:
-    r"""The :obj:`(edge_index, edge_weight, num_nodes)` of a graph file: a
-    :obj:`.pt` holding an :obj:`edge_index` tensor or a dict with
+    r"""The :obj:`(edge_index, edge_weight, num_nodes)` of a graph file, read
+    whole: a :obj:`.pt` holding an :obj:`edge_index` tensor or a dict with
     :obj:`'edge_index'` and optional :obj:`'edge_weight'` and
-    :obj:`'num_nodes'`, or an :obj:`.npz` with those keys."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"graph file '{path}' does not exist")
-    if path.suffix == '.npz':
-        with np.load(path) as data:
-            obj = {key: data[key] for key in data.files}
-    elif path.suffix == '.pt':
-        from .io import safe_load
-        obj = safe_load(path, 'graph file', 'write it again with torch.save', weights_only=True)
-    else:
-        raise ValueError(f"graph file '{path}' must end in .pt or .npz")
-    if not isinstance(obj, dict):
-        obj = {'edge_index': obj}
-    if 'edge_index' not in obj:
-        raise ValueError(f"graph file '{path}' has no 'edge_index' (keys: {sorted(obj)}); save "
-                         f"a dict with 'edge_index' [2, m] and optional 'edge_weight', "
-                         f"'num_nodes'")
-    edge_index = torch.as_tensor(obj['edge_index'])
-    if edge_index.dtype != torch.long and not edge_index.is_floating_point():
-        edge_index = edge_index.long()
-    weight = obj.get('edge_weight')
-    weight = None if weight is None else torch.as_tensor(weight)
-    num_nodes = obj.get('num_nodes')
-    num_nodes = None if num_nodes is None else int(np.asarray(num_nodes))
-    return edge_index, weight, num_nodes
+    :obj:`'num_nodes'`, an :obj:`.npz` with those keys, or an :obj:`.npy`
+    holding :obj:`edge_index` (:class:`~pyg_spectral.graph_file.GraphFile`)."""
+    from .graph_file import GraphFile
+    return GraphFile(path).load()
+
+
+def run_partition(args: argparse.Namespace) -> int:
+    r"""The ``partition`` command: splits a graph's nodes once, in its own
+    process, so that a later ``eigs`` launch reuses the split instead of
+    paying for the partitioner (which holds the whole graph) inside the
+    fit."""
+    from .solvers.partition import partition_nodes, partition_report
+    try:
+        if args.parts < 1:
+            raise ValueError(f"--parts must be a positive integer, got {args.parts}")
+        out_dir = Path(args.out).absolute().parent
+        if not out_dir.is_dir() or not os.access(out_dir, os.W_OK):
+            raise ValueError(f"--out {args.out!r}: {out_dir} is not a writable directory")
+        edge_index, _, num_nodes = load_graph(args.graph)
+        start = time.perf_counter()
+        part = partition_nodes(edge_index, num_nodes, args.parts, args.method, seed=args.seed)
+        seconds = time.perf_counter() - start
+        part.save(args.out)
+        report = partition_report(part, edge_index, part.num_nodes)
+        print(f"{args.out}: {part.num_nodes} nodes into {args.parts} parts ({part.method}, "
+              f"{seconds:.1f} s); {report}")
+        return 0
+    except (ValueError, FileNotFoundError, TypeError, ImportError) as err:
+        print(f'pyg-spectral partition: error: {err}', file=sys.stderr, flush=True)
+        return 2
 
 
 class _Reporter:
@@ -110,12 +115,51 @@ def _setup(args: argparse.Namespace) -> tuple[int, int, torch.device]:
     return rank, world, device
 
 
+def _partition(args: argparse.Namespace, graph, comm, say):
+    r"""Rank 0's partition for a launch of :obj:`comm.world_size` processes:
+    the saved one (``--partition-file``, default ``PREFIX.partition.pt``)
+    when it splits this graph into that many parts, else a new one, made
+    here from the whole graph and saved; the new one costs this process the
+    memory of the whole graph, which ``pyg-spectral partition`` run
+    beforehand avoids."""
+    from .solvers.partition import NodePartition, partition_nodes
+    world = comm.world_size
+    given = args.partition_file is not None
+    part_file = Path(args.partition_file or f'{args.out}.partition.pt')
+    if part_file.exists():
+        part = NodePartition.load(part_file)
+        fits = part.num_parts == world and (graph.num_nodes is None
+                                            or part.num_nodes == graph.num_nodes)
+        if fits:
+            say(f"partition: reusing {part_file}")
+            return part
+        if given:
+            raise ValueError(f"--partition-file {part_file} splits {part.num_nodes} nodes into "
+                             f"{part.num_parts} parts, but the graph has "
+                             f"{graph.num_nodes} nodes and there are {world} processes; run "
+                             f"pyg-spectral partition {args.graph} --parts {world} --out FILE")
+        say(f"partition file {part_file} splits {part.num_nodes} nodes into "
+            f"{part.num_parts} parts; partitioning again")
+    elif given:
+        raise ValueError(f"--partition-file {part_file} does not exist; write it with "
+                         f"pyg-spectral partition {args.graph} --parts {world} --out "
+                         f"{part_file}")
+    say("partition: none saved; rank 0 loads the whole graph to make one (run pyg-spectral "
+        "partition beforehand to keep that out of the fit)")
+    edge_index, _, num_nodes = graph.load()
+    part = partition_nodes(edge_index, num_nodes, world, args.partition, seed=args.seed)
+    del edge_index
+    part.save(part_file)
+    return part
+
+
 def run_eigs(args: argparse.Namespace) -> int:
     r"""The ``eigs`` command (see ``pyg-spectral eigs --help``)."""
+    from .graph_file import GraphFile
     from .operators import GraphOperator
-    from .solvers.distributed import Collectives, DistributedNeuralSVD, broadcast_partition
-    from .solvers.halo import RowBlockOperator
-    from .solvers.partition import NodePartition, partition_nodes, partition_report
+    from .solvers.distributed import Collectives, DistributedNeuralSVD, share_partition
+    from .solvers.local_rows import local_graph_rows
+    from .solvers.partition import PartitionReport
 
     def say(message: str) -> None:
         if rank == 0:
@@ -134,32 +178,42 @@ def run_eigs(args: argparse.Namespace) -> int:
         if world > 1:
             reporter = _Reporter(rank, world, args.timeout)
         dtype = getattr(torch, args.dtype)
-        edge_index, edge_weight, num_nodes = load_graph(args.graph)
-        operator = GraphOperator.from_edge_index(edge_index, num_nodes, edge_weight,
-                                                 kind=args.kind, dtype=dtype).to(device)
-        n = operator.shape[0]
-        say(f"pyg-spectral eigs: {n} nodes, {operator.matrix._nnz()} entries ({args.kind}), "
-            f"k={args.k}, {world} process{'es' if world > 1 else ''}")
         solver = DistributedNeuralSVD(args.k, seed=args.seed, oversample=args.oversample)
-        start = time.perf_counter()
-        if world > 1:
-            comm = Collectives()
-            part = None
-            if rank == 0:
-                part_file = Path(args.partition_file or f'{args.out}.partition.pt')
-                if part_file.exists():
-                    part = NodePartition.load(part_file)
-                    if part.num_nodes != n or part.num_parts != world:
-                        say(f"partition file {part_file} splits {part.num_nodes} nodes into "
-                            f"{part.num_parts} parts; partitioning again")
-                        part = None
-                if part is None:
-                    part = partition_nodes(edge_index, n, world, args.partition, seed=args.seed)
-                    part.save(part_file)
-                say(f"partition ({part.method}): {partition_report(part, edge_index, n)}")
-            part = broadcast_partition(operator, comm, partition=part)
+        if world == 1:
+            edge_index, edge_weight, num_nodes = load_graph(args.graph)
+            operator = GraphOperator.from_edge_index(edge_index, num_nodes, edge_weight,
+                                                     kind=args.kind, dtype=dtype).to(device)
             del edge_index, edge_weight
-            operator = RowBlockOperator.from_operator(operator, part, exchange=args.exchange)
+            n = operator.shape[0]
+            say(f"pyg-spectral eigs: {n} nodes, {operator.matrix._nnz()} entries ({args.kind}), "
+                f"k={args.k}, 1 process")
+            start = time.perf_counter()
+        else:
+            graph = GraphFile(args.graph)
+            comm = Collectives()
+            part, n = None, 0
+            if rank == 0:
+                try:
+                    part = _partition(args, graph, comm, say)
+                    n = part.num_nodes
+                except BaseException:
+                    comm.broadcast(torch.tensor([-1]))  # the others stop too, not time out
+                    raise
+            n = int(comm.broadcast(torch.tensor([n]))[0])
+            if n < 0:
+                raise ValueError("rank 0 found no usable partition (its error says why)")
+            part = share_partition(part, n, comm)
+            start = time.perf_counter()
+            operator = local_graph_rows(graph.chunks(), part, args.kind, dtype,
+                                        exchange=args.exchange, device=device)
+            counts = [None] * world
+            dist.all_gather_object(counts, (operator.num_local, operator.exchange.num_received,
+                                            *operator.entry_counts()))
+            report = PartitionReport([c[0] for c in counts], sum(c[3] for c in counts) // 2,
+                                     [c[1] for c in counts], sum(c[2] for c in counts) // 2)
+            say(f"pyg-spectral eigs: {n} nodes, k={args.k}, {world} processes, each building "
+                f"its rows from {args.graph}{'' if graph.streamed else ' (loaded whole)'} in "
+                f"{time.perf_counter() - start:.1f} s; partition ({part.method}): {report}")
         result = solver.fit(operator, steps=args.steps, largest=args.largest, tol=args.tol,
                             check_every=args.check_every, progress=not args.no_progress,
                             refine=True, checkpoint=args.checkpoint,

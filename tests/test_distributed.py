@@ -21,8 +21,11 @@ from torch_geometric.utils import stochastic_blockmodel_graph
 from graphs import cycle_graph, grid_graph, grid_laplacian_spectrum, path_graph
 from pyg_spectral import GraphOperator, NeuralSVD
 from pyg_spectral.metrics import max_principal_sine, relative_error
+from pyg_spectral.graph_file import GraphFile, GraphWriter
+from pyg_spectral.operators.graph import DirectedGraphError
 from pyg_spectral.solvers.distributed import DistributedNeuralSVD, random_rows
 from pyg_spectral.solvers.halo import RowBlockOperator
+from pyg_spectral.solvers.local_rows import local_graph_rows
 from pyg_spectral.solvers.partition import NodePartition, partition_nodes, partition_report
 
 HERE = Path(__file__).resolve()
@@ -88,6 +91,72 @@ def exact(name: str) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.linalg.eigh(operator(name).to_dense())
 
 
+KINDS = ('adjacency', 'gcn', 'sym_adjacency', 'laplacian', 'sym_laplacian')
+
+
+def messy_graph() -> tuple[torch.Tensor, torch.Tensor, int]:
+    r"""A 7 x 5 grid plus two isolated nodes, duplicated edges (both
+    directions), self-loops (one of them twice), edges in shuffled order,
+    and symmetric weights that are not all equal: what a whole-matrix build
+    coalesces, symmetrises and normalises."""
+    n = 37
+    grid = grid_graph(7, 5)
+    extra = grid[:, :5]
+    edge_index = torch.cat([grid, extra, extra.flip(0), torch.tensor([[3, 3, 4], [3, 3, 4]])], 1)
+    edge_index = edge_index[:, torch.randperm(edge_index.size(1),
+                                              generator=torch.Generator().manual_seed(0))]
+    pair = torch.minimum(edge_index[0], edge_index[1]) * n + torch.maximum(*edge_index)
+    weight = (pair % 7 + 1).double() / 3 + 1e-3
+    return edge_index, weight, n
+
+
+def edge_chunks(edge_index: torch.Tensor, edge_weight: torch.Tensor | None, size: int = 13):
+    return [(edge_index[:, s:s + size], None if edge_weight is None else edge_weight[s:s + size])
+            for s in range(0, edge_index.size(1), size)]
+
+
+def compare_blocks(whole: RowBlockOperator, local: RowBlockOperator) -> dict:
+    r"""How a rank-local block differs from the block cut out of the whole
+    matrix: structure, exchange plan and bounds must be equal; the values'
+    largest difference is returned."""
+    a, b = whole.matrix, local.matrix
+    return {'structure': torch.equal(a.crow_indices(), b.crow_indices())
+            and torch.equal(a.col_indices(), b.col_indices()) and a.shape == b.shape,
+            'plan': torch.equal(whole.nodes, local.nodes)
+            and torch.equal(whole.exchange.send_index, local.exchange.send_index)
+            and whole.exchange.recv_counts == local.exchange.recv_counts,
+            'bounds': whole.spectral_bounds() == local.spectral_bounds(),
+            'exact': torch.equal(a.values(), b.values()),
+            'diff': float((a.values() - b.values()).abs().max()) if a.values().numel() else 0.0}
+
+
+def local_build_checks(partition: NodePartition, group=None) -> dict:
+    r"""Every kind, weighted and not, float32 and float64: this process's
+    block built from edge chunks against the one cut from the whole
+    matrix (one process, or a launch: then each rank checks its own)."""
+    edge_index, weight, n = messy_graph()
+    out = {}
+    for kind in KINDS:
+        for w in (None, weight):
+            for dtype in (torch.float32, torch.float64):
+                whole = RowBlockOperator.from_operator(
+                    GraphOperator.from_edge_index(edge_index, n, w, kind=kind, dtype=dtype),
+                    partition, group)
+                local = local_graph_rows(edge_chunks(edge_index, w), partition, kind, dtype,
+                                         group)
+                out[kind, w is None, str(dtype)] = compare_blocks(whole, local)
+    return out
+
+
+def assert_local_builds_match(checks: dict) -> None:
+    for (kind, unweighted, dtype), got in checks.items():
+        assert got['structure'] and got['plan'] and got['bounds'], (kind, unweighted, dtype, got)
+        if unweighted:  # counts and their square roots: the same bits
+            assert got['exact'], (kind, dtype, got)
+        else:  # weights summed in another order: rounding
+            assert got['diff'] < (1e-5 if dtype == 'torch.float32' else 1e-13), (kind, dtype, got)
+
+
 def launch(world: int, *args: str, timeout: float = 300, target: tuple = (str(HERE),),
            check: bool = True) -> subprocess.CompletedProcess:
     r"""``torchrun --standalone --nproc-per-node WORLD TARGET ARGS`` (TARGET:
@@ -109,6 +178,10 @@ def launched(request, tmp_path_factory) -> tuple[int, Path, dict]:
     what the tests check."""
     world = request.param
     out = tmp_path_factory.mktemp(f'world{world}')
+    edge_index, n = GRAPHS['sbm'][0], GRAPHS['sbm'][1]
+    with GraphWriter(out / 'sbm.npz', n, edge_index.size(1)) as writer:
+        for start in range(0, edge_index.size(1), 101):
+            writer.write(edge_index[:, start:start + 101])
     launch(world, 'worker', str(out))
     return world, out, torch.load(out / 'results.pt', weights_only=True)
 
@@ -181,7 +254,97 @@ def test_one_process_is_neuralsvd_itself():
         DistributedNeuralSVD(4).fit(op, checkpoint='x', progress=False)
 
 
+def test_graph_files_stream_the_edges_they_hold(tmp_path):
+    r"""Each format, read a chunk at a time and whole, gives back the edge
+    list; uncompressed .npz members and .npy are read from disk piece by
+    piece, in C order and in the Fortran order GraphWriter writes."""
+    edge_index, weight, n = messy_graph()
+    e, w = edge_index.numpy(), weight.numpy()
+    np.savez(tmp_path / 'c.npz', edge_index=e, edge_weight=w, num_nodes=n)
+    np.savez(tmp_path / 'f.npz', edge_index=np.asfortranarray(e.astype(np.int32)))
+    np.savez_compressed(tmp_path / 'z.npz', edge_index=e, edge_weight=w)
+    np.save(tmp_path / 'e.npy', e)
+    torch.save({'edge_index': edge_index, 'edge_weight': weight, 'num_nodes': n},
+               tmp_path / 'd.pt')
+    with GraphWriter(tmp_path / 'w.npz', n, e.shape[1], weighted=True,
+                     weight_dtype=np.float64) as writer:
+        for chunk, chunk_weight in edge_chunks(edge_index, weight, 10):
+            writer.write(chunk, chunk_weight)
+    expected = {'c.npz': (True, n, True), 'f.npz': (True, None, False),
+                'z.npz': (False, None, True), 'e.npy': (True, None, False),
+                'd.pt': (False, n, True), 'w.npz': (True, n, True)}
+    for name, (streamed, num_nodes, weighted) in expected.items():
+        graph = GraphFile(tmp_path / name)
+        assert (graph.streamed, graph.num_nodes, graph.weighted) == (streamed, num_nodes,
+                                                                     weighted), name
+        chunks = list(graph.chunks(11))
+        assert all(c.size(1) <= 11 and c.dtype == torch.long for c, _ in chunks)
+        assert torch.equal(torch.cat([c for c, _ in chunks], 1), edge_index), name
+        whole, whole_weight, _ = graph.load()
+        assert torch.equal(whole, edge_index), name
+        if weighted:
+            assert torch.equal(torch.cat([c for _, c in chunks]), weight), name
+            assert torch.equal(whole_weight, weight), name
+    loaded = np.load(tmp_path / 'w.npz')  # a plain .npz to numpy too
+    assert np.array_equal(loaded['edge_index'], e) and int(loaded['num_nodes']) == n
+    # a cut-short file is named; a writer given too few edges leaves no file
+    raw = (tmp_path / 'e.npy').read_bytes()
+    (tmp_path / 'cut.npy').write_bytes(raw[:-8])
+    with pytest.raises(ValueError, match="cut.npy' is truncated"):
+        list(GraphFile(tmp_path / 'cut.npy').chunks())
+    with pytest.raises(ValueError, match='edges were written, not num_edges'):
+        with GraphWriter(tmp_path / 'short.npz', n, e.shape[1]) as writer:
+            writer.write(e[:, :10])
+    assert [p.name for p in tmp_path.iterdir() if 'short' in p.name] == []
+    np.savez(tmp_path / 'float.npz', edge_index=e.astype(np.float64))
+    with pytest.raises(TypeError, match='save it as integers'):
+        GraphFile(tmp_path / 'float.npz').load()
+
+
+def test_rank_local_build_equals_the_whole_matrix_block_in_one_process():
+    r"""One process (no group): every kind, with loops, duplicates,
+    isolated nodes and weights, built from edge chunks, is the whole
+    matrix's block; a directed graph is refused as GraphOperator refuses
+    it."""
+    edge_index, weight, n = messy_graph()
+    assert_local_builds_match(local_build_checks(partition_nodes(edge_index, n, 1, 'rcm')))
+    part = partition_nodes(edge_index, n, 1, 'rcm')
+    directed = torch.cat([edge_index, torch.tensor([[0], [20]])], 1)
+    with pytest.raises(DirectedGraphError, match='directed graph'):
+        local_graph_rows(edge_chunks(directed, None), part, 'sym_laplacian')
+    lopsided = weight.clone()
+    lopsided[(edge_index[0] == 0) & (edge_index[1] == 1)] += 0.5
+    with pytest.raises(DirectedGraphError, match='directed graph'):
+        local_graph_rows(edge_chunks(edge_index, lopsided), part, 'laplacian')
+    with pytest.raises(ValueError, match='partition this graph again'):
+        local_graph_rows(edge_chunks(edge_index + 40, None), part, 'laplacian')
+    with pytest.raises(ValueError, match='partition has 2 parts but there are 1 processes'):
+        local_graph_rows(edge_chunks(edge_index, None), partition_nodes(edge_index, n, 2, 'rcm'))
+
+
 # ------------------------------------------------------------- launched
+def test_rank_local_build_equals_the_whole_matrix_block_on_every_rank(launched):
+    r"""At world size 2 and 3 each rank's block built from edge chunks (no
+    whole matrix) equals the block cut from the whole matrix, kind by kind,
+    and a graph directed only across the partition is refused on every
+    rank."""
+    world, _, results = launched
+    assert len(results['local_build']) == world
+    for checks in results['local_build']:
+        assert_local_builds_match(checks)
+    assert results['directed'] == ['DirectedGraphError'] * world
+
+
+def test_fit_from_rank_local_rows_equals_fit_from_whole_matrix(launched):
+    r"""The SBM fitted from rows built out of a streamed .npz: the same
+    blocks, so the same fit, bit for bit, as from the whole matrix."""
+    _, _, results = launched
+    local, whole = results['sbm_local'], results['sbm']
+    assert local['steps'] == whole['steps'] and local['converged']
+    assert torch.equal(local['eigenvalues'], whole['eigenvalues'])
+    assert torch.equal(local['vectors'], whole['vectors'])
+
+
 @pytest.mark.parametrize('name', list(GRAPHS))
 def test_split_fit_matches_single_process_fit_and_ground_truth(launched, name):
     world, _, results = launched
@@ -245,6 +408,41 @@ def test_cli_one_and_two_processes_write_the_same_eigenpairs(tmp_path):
     assert NodePartition.load(tmp_path / 'two.partition.pt').num_parts == 2
 
 
+def test_cli_partition_step_then_eigs_streams_its_rows(tmp_path):
+    r"""``pyg-spectral partition`` in its own process, then a two-process
+    ``eigs`` on an .npz that reuses the saved split and builds each rank's
+    rows from the file: the eigenpairs of the graph; a named partition file
+    that is missing or of another size stops every rank with the remedy."""
+    edge_index, n, _, k = GRAPHS['sbm']
+    np.savez(tmp_path / 'sbm.npz', edge_index=edge_index.numpy(), num_nodes=n)
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    made = subprocess.run([sys.executable, '-m', 'pyg_spectral', 'partition',
+                           str(tmp_path / 'sbm.npz'), '--parts', '2', '--out',
+                           str(tmp_path / 'split.pt')], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert made.returncode == 0, made.stderr
+    assert re.search(r'split\.pt: 190 nodes into 2 parts \((metis|rcm), .*edge cut \d+ of '
+                     r'\d+ edges', made.stdout), made.stdout
+    common = ['eigs', str(tmp_path / 'sbm.npz'), '--k', str(k), '--dtype', 'float64', '--tol',
+              '1e-9', '--steps', str(STEPS), '--no-progress']
+    proc = launch(2, *common, '--out', str(tmp_path / 'two'), '--partition-file',
+                  str(tmp_path / 'split.pt'), target=('-m', 'pyg_spectral'))
+    assert f"reusing {tmp_path / 'split.pt'}" in proc.stderr
+    assert 'each building its rows from' in proc.stderr and 'loaded whole' not in proc.stderr
+    values, vectors = exact('sbm')
+    got = np.load(tmp_path / 'two.values.npy')
+    assert float(relative_error(torch.from_numpy(got), values[:k], floor=1e-2).max()) < 1e-6
+    assert max_principal_sine(torch.from_numpy(np.load(tmp_path / 'two.vectors.npy')),
+                              vectors[:, :k]) < 1e-3
+    missing = launch(2, *common, '--out', str(tmp_path / 'three'), '--partition-file',
+                     str(tmp_path / 'nowhere.pt'), target=('-m', 'pyg_spectral'), check=False,
+                     timeout=120)
+    assert missing.returncode != 0
+    assert 'does not exist; write it with pyg-spectral partition' in missing.stderr
+    assert 'rank 1: rank 0 found no usable partition' in missing.stderr
+    assert not (tmp_path / 'three.values.npy').exists()
+
+
 def test_killed_rank_fails_the_launch_naming_it_and_leaves_no_output(tmp_path):
     r"""Rank 1 is killed (SIGKILL) at its 200th all-reduce, mid-fit: the
     launch fails within the collective timeout, the report names rank 1,
@@ -288,6 +486,32 @@ def worker(out: Path) -> None:
         results[name] = _record(res)
         if name == 'grid':
             res.save(out / 'grid')
+    # rank-local builds: every kind against the whole matrix's block
+    edge_index, _, n = messy_graph()
+    part = partition_nodes(edge_index, n, world, 'rcm', sizes=[12, 25] if world == 2 else None)
+    checks = [None] * world
+    dist.all_gather_object(checks, local_build_checks(part))
+    results['local_build'] = checks
+    # an edge whose mirror is missing, between two ranks' nodes
+    owner = part.assignment()
+    u, v = int(part.nodes(0)[0]), int(part.nodes(world - 1)[0])
+    assert owner[u] != owner[v]
+    directed = torch.cat([edge_index, torch.tensor([[u], [v]])], 1)
+    try:
+        local_graph_rows(edge_chunks(directed, None), part, 'sym_laplacian')
+        outcome = 'built'
+    except DirectedGraphError as error:
+        outcome = type(error).__name__
+    outcomes = [None] * world
+    dist.all_gather_object(outcomes, outcome)
+    results['directed'] = outcomes
+    # the SBM from its streamed .npz, rows built rank-locally
+    part, exchange = uneven_partition('sbm', world)
+    block = local_graph_rows(GraphFile(out / 'sbm.npz').chunks(97), part, 'sym_laplacian',
+                             torch.float64, exchange=exchange)
+    res = DistributedNeuralSVD(GRAPHS['sbm'][3]).fit(block, largest=False, tol=TOL,
+                                                     steps=STEPS, refine=True, progress=False)
+    results['sbm_local'] = _record(res)
     # a checkpointed fit stopped after 100 steps, then resumed to 200
     part, _ = uneven_partition('sbm', world)
     solver = DistributedNeuralSVD(4)

@@ -38,8 +38,9 @@ from .neuralsvd import CERTIFIED_RESIDUAL, CERTIFIED_SINE, ROUNDING_GAP, NeuralS
     positive_int
 from .partition import PARTITION_METHODS, NodePartition, partition_nodes
 
-METHOD_NAMES = PARTITION_METHODS + ('given',)
 from .row_output import write_npy, write_npy_rows
+
+METHOD_NAMES = PARTITION_METHODS + ('given',)
 
 # rows of the random start drawn per generator: the start of a node depends
 # on the seed and its id only, not on the partition or the world size
@@ -183,7 +184,9 @@ class DistributedResult:
         eigenvalue_history: as in :class:`~pyg_spectral.solvers.NeuralSVDResult`.
         stats: communication per fit: :obj:`'exchange_bytes'` (halo rows
             sent by this process), :obj:`'reduce_bytes'`,
-            :obj:`'comm_seconds'`, :obj:`'fit_seconds'`, :obj:`'steps_run'`.
+            :obj:`'comm_seconds'` (in reductions and halo exchanges, waits for
+            slower processes included), :obj:`'exchange_seconds'` (the halo
+            exchanges' part), :obj:`'fit_seconds'`, :obj:`'steps_run'`.
     """
     eigenvalues: Tensor
     vectors: Tensor
@@ -438,7 +441,8 @@ class DistributedNeuralSVD:
         result.loss_history = losses
         result.eigenvalue_history = torch.stack(history) if history else None
         result.stats = {'exchange_bytes': block.exchange.bytes_sent, 'reduce_bytes': comm.bytes,
-                        'comm_seconds': comm.seconds, 'fit_seconds': fit_seconds,
+                        'comm_seconds': comm.seconds + block.exchange.seconds,
+                        'exchange_seconds': block.exchange.seconds, 'fit_seconds': fit_seconds,
                         'steps_run': max(0, step + 1 - start)}
         return result
 
@@ -518,14 +522,23 @@ def broadcast_partition(operator, comm: Collectives, method: str = 'auto', seed:
     :func:`partition_nodes`), broadcast, so that every process uses the
     same one whatever the partitioner's own determinism. Collective."""
     n = operator.shape[0]
+    if comm.rank == 0 and partition is None:
+        matrix = operator.matrix
+        crow = matrix.crow_indices().cpu()
+        row = torch.repeat_interleave(torch.arange(n), crow[1:] - crow[:-1])
+        edge_index = torch.stack([row, matrix.col_indices().cpu()])
+        partition = partition_nodes(edge_index, n, comm.world_size, method, seed=seed)
+    return share_partition(partition, n, comm)
+
+
+def share_partition(partition: NodePartition | None, num_nodes: int,
+                    comm: Collectives) -> NodePartition:
+    r"""Rank 0's :obj:`partition` of :obj:`num_nodes` nodes into
+    :obj:`comm.world_size` parts, on every process (the others pass
+    :obj:`None`). Collective."""
+    n = num_nodes
     if comm.rank == 0:
         part = partition
-        if part is None:
-            matrix = operator.matrix
-            crow = matrix.crow_indices().cpu()
-            row = torch.repeat_interleave(torch.arange(n), crow[1:] - crow[:-1])
-            edge_index = torch.stack([row, matrix.col_indices().cpu()])
-            part = partition_nodes(edge_index, n, comm.world_size, method, seed=seed)
         if part.num_nodes != n or part.num_parts != comm.world_size:
             raise ValueError(f"the partition splits {part.num_nodes} nodes into "
                              f"{part.num_parts} parts; the graph has {n} nodes and there are "

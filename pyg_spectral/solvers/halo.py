@@ -3,6 +3,8 @@ feeds it: the rows of the other processes' blocks that its sparse product
 reads, sent and received by index lists computed once from the partition."""
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -35,6 +37,31 @@ def collective_device(group: dist.ProcessGroup | None) -> torch.device:
     return torch.device('cpu')
 
 
+def exchange_rows(rows: Tensor, counts: list[int], group: dist.ProcessGroup | None = None,
+                  method: str = 'auto') -> tuple[Tensor, list[int]]:
+    r"""Collective: sends :obj:`rows[...]` (:obj:`[sum(counts), *]`, grouped
+    by destination in rank order, :obj:`counts[p]` of them to process
+    :obj:`p`) and returns the rows received (grouped by source in rank
+    order, on the device of :obj:`rows`) and how many came from each
+    process. For one-off exchanges whose sizes are not agreed in advance
+    (a plan's index lists, a graph's cut entries); every process of
+    :obj:`group` calls it."""
+    rank, world = group_rank_size(group)
+    if len(counts) != world or sum(counts) != rows.size(0):
+        raise ValueError(f"counts must give the rows sent to each of the {world} processes "
+                         f"and add up to rows.size(0)={rows.size(0)}, got {counts}")
+    if world == 1:
+        return rows, list(counts)
+    device = collective_device(group)
+    gathered = [torch.zeros(world, dtype=torch.long, device=device) for _ in range(world)]
+    dist.all_gather(gathered, torch.tensor(counts, dtype=torch.long, device=device), group=group)
+    received = torch.stack(gathered).cpu()[:, rank].tolist()  # what each process sends here
+    plan = HaloExchange(rows.new_zeros(0, dtype=torch.long), [0] * world, [0] * world, group,
+                        method)
+    out = plan._route(rows.to(device), list(counts), received)
+    return out.to(rows.device), received
+
+
 class HaloExchange:
     r"""Sends each process the rows of the local block that it reads and
     receives the rows this one reads, in one collective per call.
@@ -61,7 +88,9 @@ class HaloExchange:
         self.send_index, self.send_counts, self.recv_counts = send_index, send_counts, recv_counts
         self.group, self.method = group, 'all_to_all' if method == 'auto' else method
         self.rank, self.world_size = group_rank_size(group)
-        self.bytes_sent = 0  # running total, for the benchmarks
+        # running totals, for the benchmarks (on a GPU the seconds are
+        # launch times unless the caller synchronises)
+        self.bytes_sent, self.seconds = 0, 0.0
 
     @classmethod
     def build(cls, halo: Tensor, offsets: Tensor, group: dist.ProcessGroup | None = None,
@@ -77,16 +106,11 @@ class HaloExchange:
         recv_counts = torch.bincount(owner, minlength=world)
         if world == 1:
             return cls(halo.new_zeros(0), [0], [0], group, method)
-        device = collective_device(group)
-        counts = [torch.zeros(world, dtype=torch.long, device=device) for _ in range(world)]
-        dist.all_gather(counts, recv_counts.to(device), group=group)
-        send_counts = torch.stack(counts).cpu()[:, rank]  # what each process reads from this one
-        plan = cls(halo.new_zeros(0), [0] * world, [0] * world, group, method)
         # route each requested position to its owner: the requests are the send lists
-        requests = plan._route(halo.view(-1, 1).to(device), recv_counts.tolist(),
-                               send_counts.tolist())
-        send_index = requests.view(-1).cpu() - int(offsets[rank])
-        return cls(send_index, send_counts.tolist(), recv_counts.tolist(), group, method)
+        requests, send_counts = exchange_rows(halo.view(-1, 1), recv_counts.tolist(), group,
+                                              method)
+        send_index = requests.view(-1) - int(offsets[rank])
+        return cls(send_index, send_counts, recv_counts.tolist(), group, method)
 
     @property
     def num_received(self) -> int:
@@ -121,7 +145,10 @@ class HaloExchange:
             return X.new_zeros((0, X.size(1)))
         send = X.index_select(0, self.send_index.to(X.device))
         self.bytes_sent += send.numel() * send.element_size()
-        return self._route(send, self.send_counts, self.recv_counts)
+        start = time.perf_counter()
+        out = self._route(send, self.send_counts, self.recv_counts)
+        self.seconds += time.perf_counter() - start
+        return out
 
 
 class RowBlockOperator:
@@ -203,6 +230,17 @@ class RowBlockOperator:
 
     def spectral_bounds(self) -> tuple[float, float]:
         return self._bounds
+
+    def entry_counts(self) -> tuple[int, int]:
+        r"""The off-diagonal entries of the local rows and how many of them
+        lie in halo columns: summed over the processes and halved, the
+        graph's edges and its edge cut (as
+        :func:`~pyg_spectral.solvers.partition.partition_report` counts
+        them), read off the blocks without the whole graph."""
+        crow, col = self.matrix.crow_indices().cpu(), self.matrix.col_indices().cpu()
+        row = torch.repeat_interleave(torch.arange(self.num_local), crow[1:] - crow[:-1])
+        off_diagonal = int((col != row).sum())
+        return off_diagonal, int((col >= self.num_local).sum())
 
     def affine_matmul(self, X: Tensor, alpha: float = 1.0, beta: float = 0.0) -> Tensor:
         r"""Local rows of :math:`\alpha T X + \beta X` for the local rows
