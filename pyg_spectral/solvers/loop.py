@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -99,6 +99,27 @@ def rayleigh_quotients(f: Tensor, g: Tensor | None, cross: Tensor,
 
 def _weighted_mean(values: Tensor, weight: Tensor | None) -> Tensor:
     return values.mean(0) if weight is None else (weight[:, None] * values).mean(0)
+
+
+def ticks(bar, start: int = 0) -> Iterator[int]:
+    r"""The steps :obj:`start, start + 1, ...`, :obj:`bar.total` of them,
+    each counted on the bar once done. Iterating the bar itself would close
+    it at a :obj:`break` (the abandoned iterator's cleanup), before
+    :func:`finish` could draw its last frame."""
+    for step in range(start, start + bar.total):
+        yield step
+        bar.update()
+
+
+def finish(bar, ran: int) -> None:
+    r"""Closes a fit's progress bar at 100 %: at :obj:`ran`, the steps this
+    call ran, which is also the total when the fit stopped early (converged,
+    or stopped by a callback). A bar left where its last throttled refresh
+    happened to be reads, in a log, as a fit that died halfway."""
+    if not bar.disable:
+        bar.n = bar.total = ran
+        bar.refresh()
+    bar.close()
 
 
 def show(bar, loss: float, values: Tensor) -> None:

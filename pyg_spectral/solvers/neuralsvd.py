@@ -16,7 +16,8 @@ from ..losses import NestedLoRA, lora_terms
 from ..operators.base import LinearOperator
 from ..operators.sampling import SampledOperator
 from ..operators.spectral import top_positive
-from .loop import check_models, descend, flush_losses, positive_int, rayleigh_quotients, show
+from .loop import (check_models, descend, finish, flush_losses, positive_int,
+                   rayleigh_quotients, show, ticks)
 from .loop import drain_losses  # noqa: F401 (solvers.distributed imports it from here)
 
 
@@ -265,13 +266,13 @@ class NeuralSVD:
         """
         run = self._prepare(operator, model, inputs, steps, lr, largest, tol, check_every,
                             init, svd)
-        bar = tqdm(range(0 if run.zero else steps), disable=not progress, desc='NeuralSVD',
+        bar = tqdm(total=0 if run.zero else steps, disable=not progress, desc='NeuralSVD',
                    leave=False)
         if run.closed_form:
             self._descend_table(run, bar, callback)
         else:
             self._descend_autograd(run, bar, callback)
-        bar.close()
+        finish(bar, 0 if run.zero else run.step + 1)
         return self._conclude(run, refine)
 
     def _prepare(self, operator, model, inputs, steps, lr, largest, tol, check_every, init,
@@ -371,7 +372,7 @@ class NeuralSVD:
             # start at the optimal column norms: the curvature of the quartic
             # term grows with |F|^2, so a random scale can diverge at once
             self._ritz_restart(run.target, table, run.opt, self.k)
-        for run.step in bar:
+        for run.step in ticks(bar):
             f = table()
             self._check_width(f, run.n, run.width, run.dtype)
             with torch.no_grad():
@@ -386,7 +387,7 @@ class NeuralSVD:
         r"""Models, and the SVD form: the loss through autograd; a pair of
         tables rebalanced after every step (:meth:`_balance`)."""
         balanced = run.free_table and run.svd
-        for run.step in bar:
+        for run.step in ticks(bar):
             f = run.models[0](*run.inputs)
             g = run.models[1](*run.inputs) if run.svd else None
             self._check_width(f, run.n, run.width, run.dtype)

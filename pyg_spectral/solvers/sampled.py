@@ -21,7 +21,8 @@ from ..linalg import rayleigh_ritz, whitening
 from ..losses import LoRATerms, NestedLoRA
 from ..operators.sampling import SampledOperator
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .loop import check_models, descend, flush_losses, positive_int, rayleigh_quotients, show
+from .loop import (check_models, descend, finish, flush_losses, positive_int,
+                   rayleigh_quotients, show, ticks)
 from .neuralsvd import NeuralSVDResult
 
 OPTIMIZERS = {'adam': torch.optim.Adam, 'rmsprop': torch.optim.RMSprop}
@@ -233,9 +234,9 @@ class SampledNeuralSVD:
                                                       "and the model for non-finite values")
 
         step, stopped = start, False
-        bar = tqdm(range(start, steps), disable=not progress, desc='SampledNeuralSVD',
+        bar = tqdm(total=max(0, steps - start), disable=not progress, desc='SampledNeuralSVD',
                    leave=False)
-        for step in bar:
+        for step in ticks(bar, start):
             samples = operator.sample(self.batch_size, generator)
             terms = LoRATerms(*operator.estimates(self._call_arg(models), samples, self.k,
                                                   generator))
@@ -256,9 +257,9 @@ class SampledNeuralSVD:
                 if callback is not None and callback(step, losses[-1], quotients):
                     stopped = True
                     break
-        bar.close()
-        drain()
         done = step + 1 if (stopped or steps > start) else start
+        finish(bar, done - start)
+        drain()
         if checkpoint is not None and done % checkpoint_every != 0:
             save(done)
         fitted = models if ema is None else ema.module
