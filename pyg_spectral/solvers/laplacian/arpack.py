@@ -129,7 +129,8 @@ class _System:
 
     def eigsh(self, locked: np.ndarray, real: type, shift_invert: bool | None, **options):
         r""":func:`eigsh` on the deflated Laplacian with :obj:`locked` also
-        deflated, plain or in shift-invert mode."""
+        deflated, plain or in shift-invert mode (:obj:`options` include the
+        seeded :obj:`rng`, see :func:`_attempt`)."""
         if not shift_invert:
             return eigsh(self.deflated(locked, real), **options)
         # in shift-invert mode eigsh takes only the shape and dtype of A
@@ -150,8 +151,9 @@ def solve_arpack(graph: GraphProblem, seed: int | None,
                  tol: float = 1e-8, ncv: int | None = None,
                  maxiter: int | None = None) -> tuple[Tensor, Tensor]:
     r"""SciPy's ARPACK (:func:`scipy.sparse.linalg.eigsh`, CPU) on the
-    deflated Laplacian of :obj:`graph`, started from seeded vectors so that
-    the result is reproducible; returns :obj:`(vectors [n_g, q], values [q])`.
+    deflated Laplacian of :obj:`graph`, started from seeded vectors, and
+    with ARPACK's own restart vectors seeded too, so that the result is
+    reproducible; returns :obj:`(vectors [n_g, q], values [q])`.
     :obj:`tol`, :obj:`ncv` and :obj:`maxiter` go to :func:`eigsh` (the
     rounds that find the pairs; :obj:`None`: SciPy's default). The options
     are those of :obj:`ARPACK_OPTIONS`.
@@ -235,6 +237,7 @@ def _attempt(system: _System, graph: GraphProblem, seed: int | None, oversample:
     L, dense_null = system.laplacian(np.float64), system.dense_null
     s = graph.seed(seed)
     generator = torch.Generator().manual_seed(s) if s is not None else None
+    restarts = None  # the generator of ARPACK's restart vectors
     options = {'which': 'SA', **eigsh_options}
     extra = 0 if oversample is None else oversample
     found_vectors, found_values = np.zeros((n, 0)), np.zeros(0)
@@ -242,6 +245,17 @@ def _attempt(system: _System, graph: GraphProblem, seed: int | None, oversample:
     for round_ in range(max_rounds):
         real = first if round_ == 0 else np.float64
         v0 = torch.randn(n, generator=generator, dtype=torch.float64).numpy().astype(real)
+        if restarts is None:
+            # ARPACK draws a new start vector whenever its Krylov space turns
+            # invariant (repeated eigenvalues: copies of a component, symmetric
+            # graphs) from SciPy's `rng`, unseeded by default, so the same seed
+            # would not give the same result. Seeded with the graph's seed, or
+            # (seed=None) with the first start vector's bits, which come from
+            # torch's global generator: torch.manual_seed reproduces them
+            # without a further draw from it.
+            restarts = np.random.default_rng(
+                s if s is not None else np.frombuffer(v0[:8].tobytes(), np.uint32))
+            options['rng'] = restarts
         wanted = min((q + extra) if round_ == 0 else max(4, q // 2),
                      n - 2 - found_vectors.shape[1])
         if wanted <= 0:
@@ -251,7 +265,7 @@ def _attempt(system: _System, graph: GraphProblem, seed: int | None, oversample:
         if round_:
             smallest = system.eigsh(found_vectors, first, shift_invert, k=1,
                                     v0=v0.astype(first), which='SA', tol=PROBE_TOL,
-                                    return_eigenvectors=False)[0]
+                                    rng=restarts, return_eigenvectors=False)[0]
             if smallest >= bound - slack:
                 probe = smallest
                 break
