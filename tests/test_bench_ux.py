@@ -138,9 +138,6 @@ def test_threads_flag_sets_the_runs_threads_and_is_recorded(tmp_path, cora):
 
 # the layers that may choose a process's thread count: the applications
 APPLICATIONS = {'cli.py'}
-# known library offenders, to be removed (not added to): the dense PE solver
-# switches to one thread around small eigh calls and restores the setting
-KNOWN = {'solvers/laplacian/dense.py'}
 
 
 def test_the_library_never_sets_the_thread_count():
@@ -148,4 +145,4 @@ def test_the_library_never_sets_the_thread_count():
                  if 'set_num_threads(' in path.read_text()}
     # bench/ is importable (run_node_classification): only the command line sets threads
     library = offenders - APPLICATIONS
-    assert library <= KNOWN, f'library modules set the thread count: {library - KNOWN}'
+    assert not library, f'library modules set the thread count: {library}'

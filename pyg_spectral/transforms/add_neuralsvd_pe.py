@@ -118,6 +118,12 @@ class AddNeuralSVDPE(BaseTransform):
       identical signs); with :obj:`seed=None`, drawn from :obj:`torch`'s
       global generator, as PyG does. The same :obj:`seed` gives bit-identical
       output on the same device.
+    * **Threads.** The transform uses the process's thread setting as it
+      finds it. Small graphs gain nothing from more than one thread, and on
+      a busy CPU extra threads spin on busy cores (several times slower):
+      applied graph by graph (a :obj:`pre_transform`), run it with one
+      thread, chosen by the application: :func:`torch.set_num_threads`, or
+      within ``threadpoolctl.threadpool_limits(1)``.
 
     Args:
         k: number of non-trivial eigenvectors.

@@ -2,35 +2,14 @@ r"""Dense :func:`torch.linalg.eigh` on padded blocks: the solver of small
 graphs, thousands of them at once."""
 from __future__ import annotations
 
-import contextlib
-
 import torch
 from torch import Tensor
 
 from .problem import Eigenpairs, LaplacianProblem
 
-# LAPACK gains nothing from threads on tiny matrices, and on a loaded machine
-# its threads spin on busy cores: a batch of 32x32 eigh ran ~50x slower with
-# 2 threads than with 1 (`benchmarks/pe_speed.py --sections floor`)
-SINGLE_THREAD_SIZE = 128
 # blocks are padded to a multiple of this size, so that graphs of similar
 # size share one batched eigh
 GRANULARITY = 4
-
-
-@contextlib.contextmanager
-def _threads(num: int):
-    r"""Runs a block with :obj:`num` intra-op threads, then restores the
-    caller's setting."""
-    before = torch.get_num_threads()
-    if before == num:
-        yield
-        return
-    torch.set_num_threads(num)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def buckets(sizes: Tensor, graphs: Tensor, granularity: int = GRANULARITY,
@@ -56,7 +35,15 @@ def solve_dense(problem: LaplacianProblem, graphs: Tensor) -> Eigenpairs:
     have :math:`u = 0`), so the cost is the batched :obj:`eigh` and a few
     passes over the blocks, with no per-graph work. A graph gets the same
     bits in any batch as alone: its block is built elementwise and padded to
-    a size that depends on its own size only."""
+    a size that depends on its own size only.
+
+    It runs with the caller's intra-op thread setting, which a library must
+    not change. On small blocks LAPACK gains nothing from threads, and on a
+    busy CPU they spin on busy cores (400 blocks of 32 x 32: 390 ms with two
+    threads, 50 ms with one, at load average 6 on two cores): an application
+    that encodes many small graphs chooses one thread itself, with
+    :func:`torch.set_num_threads` or ``threadpoolctl.threadpool_limits(1)``
+    around its preprocessing."""
     M, null, ptr, batch = problem.laplacian.matrix, problem.null, problem.ptr, problem.batch
     device, weight = batch.device, M.values()
     sizes, q = problem.sizes, problem.q
@@ -107,9 +94,7 @@ def solve_dense(problem: LaplacianProblem, graphs: Tensor) -> Eigenpairs:
         dense.add_(outer, alpha=problem.shift)
         pad = torch.arange(size, device=device)[None, :] >= sizes[ids][:, None]
         dense.diagonal(dim1=1, dim2=2).add_(pad * pad_value)
-        single = size <= SINGLE_THREAD_SIZE and dense.device.type == 'cpu'
-        with _threads(1) if single else contextlib.nullcontext():
-            evals, evecs = torch.linalg.eigh(dense)
+        evals, evecs = torch.linalg.eigh(dense)
         width = min(t, size)
         keep = torch.arange(width, device=device)[None, :] < q[ids][:, None]
         block_values = torch.where(keep, evals[:, :width], torch.zeros_like(evals[:, :width]))
@@ -140,8 +125,6 @@ def _solve_one(problem: LaplacianProblem, graphs: Tensor, row: Tensor, col: Tens
     dense.add_(outer, alpha=problem.shift)
     if size > n:
         dense[0].diagonal()[n:] += pad_value
-    with _threads(1) if size <= SINGLE_THREAD_SIZE and dense.device.type == 'cpu' \
-            else contextlib.nullcontext():
-        evals, evecs = torch.linalg.eigh(dense)
+    evals, evecs = torch.linalg.eigh(dense)
     # t = q < n: every column kept
     return Eigenpairs(graphs, evecs[0, :n, :t].contiguous(), evals[:, :t])
