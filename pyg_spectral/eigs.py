@@ -205,7 +205,8 @@ def run_eigs(args: argparse.Namespace) -> int:
             part = share_partition(part, n, comm)
             start = time.perf_counter()
             operator = local_graph_rows(graph.chunks(), part, args.kind, dtype,
-                                        exchange=args.exchange, device=device)
+                                        exchange=args.exchange, device=device,
+                                        num_edges=graph.num_edges)
             counts = [None] * world
             dist.all_gather_object(counts, (operator.num_local, operator.exchange.num_received,
                                             *operator.entry_counts()))

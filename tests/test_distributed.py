@@ -131,27 +131,33 @@ def compare_blocks(whole: RowBlockOperator, local: RowBlockOperator) -> dict:
 
 
 def local_build_checks(partition: NodePartition, group=None) -> dict:
-    r"""Every kind, weighted and not, float32 and float64: this process's
-    block built from edge chunks against the one cut from the whole
-    matrix (one process, or a launch: then each rank checks its own)."""
+    r"""Every kind, unweighted, weighted and with mirror weights that differ
+    by rounding, float32 and float64: this process's block built from edge
+    chunks against the one cut from the whole matrix (one process, or a
+    launch: then each rank checks its own)."""
     edge_index, weight, n = messy_graph()
     out = {}
     for kind in KINDS:
-        for w in (None, weight):
-            for dtype in (torch.float32, torch.float64):
+        for dtype in (torch.float32, torch.float64):
+            # mirrors that differ by rounding: both builds average them
+            near = torch.where(edge_index[0] < edge_index[1],
+                               weight.to(dtype) * (1 + 4 * torch.finfo(dtype).eps),
+                               weight.to(dtype))
+            for w, name in ((None, 'unweighted'), (weight, 'weighted'), (near, 'near')):
                 whole = RowBlockOperator.from_operator(
                     GraphOperator.from_edge_index(edge_index, n, w, kind=kind, dtype=dtype),
                     partition, group)
                 local = local_graph_rows(edge_chunks(edge_index, w), partition, kind, dtype,
                                          group)
-                out[kind, w is None, str(dtype)] = compare_blocks(whole, local)
+                out[kind, name, str(dtype)] = compare_blocks(whole, local)
     return out
 
 
 def assert_local_builds_match(checks: dict) -> None:
-    for (kind, unweighted, dtype), got in checks.items():
-        assert got['structure'] and got['plan'] and got['bounds'], (kind, unweighted, dtype, got)
-        if unweighted:  # counts and their square roots: the same bits
+    assert len(checks) == len(KINDS) * 6
+    for (kind, weights, dtype), got in checks.items():
+        assert got['structure'] and got['plan'] and got['bounds'], (kind, weights, dtype, got)
+        if weights == 'unweighted':  # counts and their square roots: the same bits
             assert got['exact'], (kind, dtype, got)
         else:  # weights summed in another order: rounding
             assert got['diff'] < (1e-5 if dtype == 'torch.float32' else 1e-13), (kind, dtype, got)

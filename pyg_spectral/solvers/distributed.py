@@ -126,6 +126,33 @@ def _eigh(H: Tensor) -> tuple[Tensor, Tensor]:
     return torch.linalg.eigh(H)
 
 
+# rows per float64 slice of a float32 table's Gram matrix: a whole float64
+# copy of the table would be the largest allocation of a step
+GRAM_ROWS = 1 << 16
+
+
+def right_multiply_(X: Tensor, M: Tensor) -> Tensor:
+    r""":math:`X \leftarrow X M` in place (:obj:`M` square), a slice of rows
+    at a time: each row's result depends on that row alone, and a whole
+    new :obj:`X` would be one more table at the peak."""
+    for start in range(0, X.size(0), GRAM_ROWS):
+        rows = X[start:start + GRAM_ROWS]
+        rows.copy_(rows @ M)
+    return X
+
+
+def _gram64(U: Tensor) -> Tensor:
+    r""":math:`U^\top U` (:obj:`[w, w]`) accumulated in float64, a slice of
+    rows at a time."""
+    if U.dtype == torch.float64:
+        return U.transpose(0, 1) @ U
+    gram = U.new_zeros(U.size(1), U.size(1), dtype=torch.float64)
+    for start in range(0, U.size(0), GRAM_ROWS):
+        rows = U[start:start + GRAM_ROWS].double()
+        gram.addmm_(rows.transpose(0, 1), rows)
+    return gram
+
+
 def cholesky_qr(X: Tensor, comm: Collectives) -> tuple[Tensor, Tensor]:
     r"""Reduced :math:`X = QR` of row-distributed :obj:`X` (:obj:`[n_local, w]`
     here): Cholesky QR twice on all-reduced Gram matrices (accumulated in
@@ -135,7 +162,7 @@ def cholesky_qr(X: Tensor, comm: Collectives) -> tuple[Tensor, Tensor]:
     lost rank."""
     U, R = X, None
     for _ in range(2):
-        gram = comm.sum(U.transpose(0, 1).double() @ U.double())
+        gram = comm.sum(_gram64(U))
         L, info = torch.linalg.cholesky_ex(gram)
         if bool(info):
             raise FloatingPointError(
@@ -143,7 +170,11 @@ def cholesky_qr(X: Tensor, comm: Collectives) -> tuple[Tensor, Tensor]:
                 "step (step_scale=) or the number of columns (k=, oversample=)")
         step = L.transpose(0, 1).to(X.dtype)
         eye = torch.eye(step.size(0), dtype=X.dtype, device=X.device)
-        U = U @ torch.linalg.solve_triangular(step, eye, upper=True)
+        inverse = torch.linalg.solve_triangular(step, eye, upper=True)
+        if R is None:
+            U = U @ inverse  # X itself is left alone
+        else:
+            right_multiply_(U, inverse)
         R = step if R is None else step @ R
     return U, R
 
@@ -155,17 +186,24 @@ def canonical_signs_distributed(U: Tensor, nodes: Tensor, comm: Collectives,
     original ids of the local rows): the first entry, in original node
     order, within :obj:`rtol` of the column's largest magnitude is made
     positive, as the single-process result is."""
-    mag = U.detach().abs()
+    # column by column: [n_local, k] temporaries (the magnitudes, their
+    # candidates, their node ids) would be the peak of the fit's last step
+    U = U.detach()
     k = U.size(1)
-    local_max = mag.amax(0) if U.size(0) else mag.new_zeros(k)
-    top = comm.max(local_max)
-    candidate = mag >= (1 - rtol) * top
-    ids = nodes.to(U.device).view(-1, 1).expand_as(U)
     sentinel = torch.iinfo(torch.long).max
-    first = torch.where(candidate, ids, torch.full_like(ids, sentinel))
-    first = comm.min(first.amin(0) if U.size(0) else ids.new_full((k,), sentinel))
-    mine = candidate & (ids == first)
-    sign = comm.sum((U.detach().sign() * mine).sum(0))
+    nodes = nodes.to(U.device)
+    columns = list(U.transpose(0, 1))
+    if U.size(0):
+        top = comm.max(torch.stack([column.abs().max() for column in columns]))
+    else:
+        top = comm.max(U.new_zeros(k))
+    first = []
+    for column, largest in zip(columns, top):
+        ids = nodes[column.abs() >= (1 - rtol) * largest]
+        first.append(ids.min() if ids.numel() else nodes.new_tensor(sentinel))
+    first = comm.min(torch.stack(first))
+    sign = comm.sum(torch.stack([column[nodes == node].sign().sum()
+                                 for column, node in zip(columns, first)]))
     return torch.where(sign == 0, torch.ones_like(sign), sign)
 
 
@@ -357,9 +395,7 @@ class DistributedNeuralSVD:
         start, previous = 0, None
         store = None
         if checkpoint is not None:
-            matrix = block.matrix
-            local = digest(block.nodes, matrix.crow_indices(), matrix.col_indices(),
-                           matrix.values())
+            local = digest(block.nodes, *block.parts())
             store = _CheckpointStore(checkpoint, comm, config, local)
         state = store.load() if store is not None and resume else None
         if state is not None:
@@ -389,6 +425,7 @@ class DistributedNeuralSVD:
                 loss, table.grad, cross = loss_fn.table_gradient(F, target.matmul(F), reduce, n)
                 gram_diagonal = moments['last'][width:].view(width, width).diagonal().clone()
             opt.step()
+            table.grad = None  # not kept between steps: one table less at the restarts
             pending.append(loss.detach())
             if (step + 1) % check_every == 0 or step == steps - 1:
                 bad = drain_losses(pending, losses)
@@ -423,6 +460,7 @@ class DistributedNeuralSVD:
             if not torch.isfinite(comm.sum(F.abs().sum().view(1))).all():
                 raise FloatingPointError(f"the table has NaN or inf values at step {step + 1}; "
                                          f"lower the step (step_scale=)")
+            opt.state.clear()  # the momentum is done with: not alive during the finish
             result, limit = self._finish(target, block, F, refine, k, comm, scale)
         if tol is None or zero:
             certified = result.sine_bound <= CERTIFIED_SINE if math.isfinite(result.sine_bound) \
@@ -460,13 +498,21 @@ class DistributedNeuralSVD:
         TQ = target.matmul(Q)
         mu, S = _eigh(_sym(comm.sum(Q.transpose(0, 1) @ TQ)))
         mu, S = mu.flip(0), S.flip(1)
-        gap = TQ @ S[:, :k] - (Q @ S[:, :k]) * mu[:k]
-        residual = float(comm.sum((gap * gap).sum(0)).sqrt().max())
+        # the residuals a slice of rows at a time, the table and momentum
+        # rotated in place: no [n_local, *] temporary beside Q and TQ
+        squares = F.new_zeros(k)
+        for start in range(0, F.size(0), GRAM_ROWS):
+            rows = slice(start, start + GRAM_ROWS)
+            gap = TQ[rows] @ S[:, :k]
+            gap.sub_((Q[rows] @ S[:, :k]).mul_(mu[:k]))
+            squares += gap.square_().sum(0)
+        del Q, TQ
+        residual = float(comm.sum(squares).sqrt().max())
         M = torch.linalg.solve_triangular(R, S * (n * mu.clamp_min(0)).sqrt(), upper=True)
-        F.copy_(F @ M)
+        right_multiply_(F, M)
         buf = opt.state.get(table, {}).get('momentum_buffer')
         if buf is not None:
-            buf.copy_(buf @ M)
+            right_multiply_(buf, M)
         return residual
 
     def _finish(self, target, block: RowBlockOperator, F: Tensor, refine: bool, k: int,
@@ -476,6 +522,8 @@ class DistributedNeuralSVD:
         signs by the library's convention, the largest Ritz residual and the
         Davis-Kahan sine bound from the oversampled columns; and the residual
         that certifies the pairs where the bound is :obj:`inf`."""
+        # each [n_local, *] temporary is dropped as soon as it is used: the
+        # end of a fit is where a process's memory peaks otherwise
         Q, _ = cholesky_qr(F, comm)
         AQ = block.matmul(Q)
         H = _sym(comm.sum(Q.transpose(0, 1) @ AQ))
@@ -487,11 +535,15 @@ class DistributedNeuralSVD:
         else:
             values = torch.diagonal(H)
             V, AV = Q[:, :k], AQ[:, :k]
+        del AQ
         values = values[:k].clone()
         sign = canonical_signs_distributed(V, block.nodes, comm)
-        V, AV = V * sign, AV * sign
-        res = AV - V * values
-        residual = float(comm.sum((res * res).sum(0)).sqrt().max()) / scale
+        V = V * sign
+        AV = AV * sign
+        res = torch.addcmul(AV, V, values, value=-1)
+        del AV
+        residual = float(comm.sum(res.square_().sum(0)).sqrt().max()) / scale
+        del res
         width = F.size(1)
         rounding = ROUNDING_GAP * torch.finfo(V.dtype).eps
         limit = CERTIFIED_RESIDUAL if width == k else rounding
@@ -499,17 +551,32 @@ class DistributedNeuralSVD:
         if width > k:
             # the rest of the span, orthogonal to V, by Ritz value
             C = Q @ torch.linalg.svd(comm.sum(Q.transpose(0, 1) @ V))[0][:, k:]
+            del Q
             TC = target.matmul(C)
             nu, S = _eigh(_sym(comm.sum(C.transpose(0, 1) @ TC)))
             nu, C, TC = nu.flip(0), (C @ S).flip(1), (TC @ S).flip(1)
             TV = target.matmul(V)
+            # [V C]^T [TV TC] once, its leading blocks for each trial width,
+            # instead of copies of the widened blocks
+            Vt, Ct = V.transpose(0, 1), C.transpose(0, 1)
+            G = comm.sum(torch.cat([torch.cat([Vt @ TV, Vt @ TC], 1),
+                                    torch.cat([Ct @ TV, Ct @ TC], 1)]))
             for extra in range(width - k):
-                Vb, TVb = torch.cat([V, C[:, :extra]], 1), torch.cat([TV, TC[:, :extra]], 1)
-                M = _sym(comm.sum(Vb.transpose(0, 1) @ TVb))
+                M = _sym(G[:k + extra, :k + extra])
                 gap = float(_eigh(M)[0][0] - nu[extra])
                 if gap > rounding * scale:
-                    off = TVb - Vb @ M
-                    bound = float(comm.sum((off * off).sum().view(1)).sqrt()) / gap
+                    # ||[TV TC_e] - [V C_e] M||_F by column groups
+                    Ce = C[:, :extra]
+                    total = V.new_zeros(1)
+                    for cols, image in ((slice(0, k), TV), (slice(k, k + extra), TC[:, :extra])):
+                        if image.size(1) == 0:
+                            continue
+                        off = V @ M[:k, cols]
+                        if extra:
+                            off.addmm_(Ce, M[k:, cols])
+                        total += off.sub_(image).square_().sum()
+                        del off
+                    bound = float(comm.sum(total).sqrt()) / gap
                     break
         return DistributedResult(values, V, block.nodes, block.shape[0], residual=residual,
                                  sine_bound=bound), limit

@@ -4,6 +4,7 @@ reads, sent and received by index lists computed once from the partition."""
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 import scipy.sparse as sp
@@ -151,6 +152,42 @@ class HaloExchange:
         return out
 
 
+def sparse_csr(crow: Tensor, col: Tensor, values: Tensor, size: tuple[int, int]) -> Tensor:
+    r"""A torch sparse CSR tensor of :obj:`size` from its three arrays."""
+    with warnings.catch_warnings():
+        # torch flags CSR as beta on every construction; nothing to act on
+        warnings.filterwarnings('ignore', message='Sparse (CSR tensor support|invariant checks)')
+        return torch.sparse_csr_tensor(crow, col, values, size=size)
+
+
+def compact_indices(indices: Tensor) -> Tensor:
+    r""":obj:`indices` as int32 where they fit: half the memory of a block's
+    column indices, and torch's CPU sparse product takes them."""
+    if indices.numel() and int(indices.max()) >= 2**31:
+        return indices.long()
+    return indices.int()
+
+
+def split_columns(matrix: Tensor, num_local: int) -> tuple[Tensor, Tensor]:
+    r"""A CSR block :obj:`[n_local, n_local + num_halo]` whose rows list their
+    own columns (:obj:`< num_local`) before their halo columns (sorted
+    columns do) as two CSR matrices: :obj:`[n_local, n_local]` and
+    :obj:`[n_local, num_halo]`."""
+    crow, col, values = matrix.crow_indices(), matrix.col_indices(), matrix.values()
+    rows, width = matrix.size(0), matrix.size(1)
+    own = col < num_local
+    row = torch.repeat_interleave(torch.arange(rows, device=col.device), crow[1:] - crow[:-1])
+    counts = torch.bincount(row[own], minlength=rows)
+    del row
+    own_crow = torch.cat([crow.new_zeros(1), counts.cumsum(0)])
+    halo_crow = crow - own_crow
+    own_col, halo_col = col[own], col[~own] - num_local
+    return (sparse_csr(compact_indices(own_crow), compact_indices(own_col), values[own],
+                       (rows, num_local)),
+            sparse_csr(compact_indices(halo_crow), compact_indices(halo_col), values[~own],
+                       (rows, width - num_local)))
+
+
 class RowBlockOperator:
     r"""The rows of a square symmetric sparse operator :obj:`T` (a
     :class:`~pyg_spectral.operators.GraphOperator`) that one process owns
@@ -158,18 +195,36 @@ class RowBlockOperator:
     :meth:`affine_matmul` gives the local rows of :math:`\alpha T X + \beta X`
     from the local rows of :obj:`X`, after one halo exchange.
 
-    Attributes:
+    The block is kept as two CSR matrices, its own columns and its halo
+    columns, so that a product needs no copy of :obj:`X` extended by the
+    halo rows: :math:`T X = T_{own} X + T_{halo} H`.
+
+    Args:
         matrix: sparse CSR :obj:`[n_local, n_local + num_halo]`: columns
-            first the local rows (in partition order), then the halo rows.
+            first the local rows (in partition order), then the halo rows;
+            or the pair :obj:`(own [n_local, n_local], halo [n_local, num_halo])`.
         nodes: :obj:`[n_local]` original ids of the local rows.
+        exchange: the :class:`HaloExchange` that brings the halo rows.
         shape: the global :obj:`(n, n)`.
+        bounds: safe :obj:`(lower, upper)` eigenvalue bounds of :obj:`T`.
+        kind: the graph matrix's kind.
+        offset: the first local row's place in the partition order.
     """
     is_symmetric = True
 
-    def __init__(self, matrix: Tensor, nodes: Tensor, exchange: HaloExchange,
-                 shape: tuple[int, int], bounds: tuple[float, float], kind: str = 'custom',
-                 offset: int = 0) -> None:
-        self.matrix, self.nodes, self.exchange = matrix, nodes, exchange
+    def __init__(self, matrix: Tensor | tuple[Tensor, Tensor], nodes: Tensor,
+                 exchange: HaloExchange, shape: tuple[int, int], bounds: tuple[float, float],
+                 kind: str = 'custom', offset: int = 0) -> None:
+        if isinstance(matrix, Tensor):
+            own, halo = split_columns(matrix, matrix.size(0))
+        else:
+            own, halo = matrix
+        if own.size(0) != halo.size(0) or own.size(0) != own.size(1) \
+                or halo.size(1) != exchange.num_received:
+            raise ValueError(f"the block's parts must be [n_local, n_local] and [n_local, "
+                             f"{exchange.num_received}] (the exchange's halo), got "
+                             f"{tuple(own.shape)} and {tuple(halo.shape)}")
+        self.own, self.halo, self.nodes, self.exchange = own, halo, nodes, exchange
         self.shape, self._bounds, self.kind, self.offset = shape, bounds, kind, offset
 
     @classmethod
@@ -207,29 +262,54 @@ class RowBlockOperator:
         local = sp.csr_matrix((block.data, columns, block.indptr),
                               shape=(hi - lo, hi - lo + halo.size))
         local.sort_indices()
-        csr = torch.sparse_csr_tensor(torch.from_numpy(local.indptr.astype(np.int64)),
-                                      torch.from_numpy(local.indices.astype(np.int64)),
-                                      torch.from_numpy(local.data), size=local.shape,
-                                      dtype=dtype, device=device)
+        csr = sparse_csr(torch.from_numpy(local.indptr.astype(np.int64)),
+                   torch.from_numpy(local.indices.astype(np.int64)),
+                   torch.from_numpy(local.data), local.shape).to(device=device, dtype=dtype)
         plan = HaloExchange.build(torch.from_numpy(halo.astype(np.int64)), partition.offsets,
                                   group, exchange)
         return cls(csr, nodes, plan, (n, n), operator.spectral_bounds(),
                    getattr(operator, 'kind', 'custom'), lo)
 
     @property
+    def matrix(self) -> Tensor:
+        r"""The block as one CSR matrix :obj:`[n_local, n_local + num_halo]`,
+        assembled on each call (for inspection; products use the parts)."""
+        own, halo = self.own, self.halo
+        rows = torch.arange(own.size(0), device=own.device)
+        row = torch.cat([rows.repeat_interleave(own.crow_indices().diff().long()),
+                         rows.repeat_interleave(halo.crow_indices().diff().long())])
+        # a stable sort by row keeps each row's own columns before its halo ones
+        order = torch.sort(row, stable=True).indices
+        col = torch.cat([own.col_indices().long(), halo.col_indices().long() + own.size(1)])
+        values = torch.cat([own.values(), halo.values()])[order]
+        crow = torch.cat([row.new_zeros(1), torch.bincount(row, minlength=own.size(0)).cumsum(0)])
+        return sparse_csr(compact_indices(crow), compact_indices(col[order]), values,
+                          (own.size(0), own.size(1) + halo.size(1)))
+
+    @property
     def num_local(self) -> int:
-        return self.matrix.size(0)
+        return self.own.size(0)
+
+    @property
+    def nnz(self) -> int:
+        return self.own._nnz() + self.halo._nnz()
 
     @property
     def device(self) -> torch.device:
-        return self.matrix.device
+        return self.own.device
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.matrix.dtype
+        return self.own.dtype
 
     def spectral_bounds(self) -> tuple[float, float]:
         return self._bounds
+
+    def parts(self) -> tuple[Tensor, ...]:
+        r"""The index and value tensors of the block (a checkpoint's digest
+        of which rows it holds)."""
+        return (self.own.crow_indices(), self.own.col_indices(), self.own.values(),
+                self.halo.crow_indices(), self.halo.col_indices(), self.halo.values())
 
     def entry_counts(self) -> tuple[int, int]:
         r"""The off-diagonal entries of the local rows and how many of them
@@ -237,10 +317,10 @@ class RowBlockOperator:
         graph's edges and its edge cut (as
         :func:`~pyg_spectral.solvers.partition.partition_report` counts
         them), read off the blocks without the whole graph."""
-        crow, col = self.matrix.crow_indices().cpu(), self.matrix.col_indices().cpu()
+        crow, col = self.own.crow_indices().cpu().long(), self.own.col_indices().cpu()
         row = torch.repeat_interleave(torch.arange(self.num_local), crow[1:] - crow[:-1])
-        off_diagonal = int((col != row).sum())
-        return off_diagonal, int((col >= self.num_local).sum())
+        cut = self.halo._nnz()
+        return int((col != row).sum()) + cut, cut
 
     def affine_matmul(self, X: Tensor, alpha: float = 1.0, beta: float = 0.0) -> Tensor:
         r"""Local rows of :math:`\alpha T X + \beta X` for the local rows
@@ -248,12 +328,15 @@ class RowBlockOperator:
         if X.dim() != 2 or X.size(0) != self.num_local:
             raise ValueError(f"X must have shape [{self.num_local}, w] (this process's rows), "
                              f"got {tuple(X.shape)}")
-        extended = torch.cat([X, self.exchange(X)])
-        return torch.addmm(X, self.matrix, extended, beta=beta, alpha=alpha)
+        out = torch.addmm(X, self.own, X, beta=beta, alpha=alpha)
+        received = self.exchange(X)
+        if received.numel():
+            out.addmm_(self.halo, received, alpha=alpha)
+        return out
 
     def matmul(self, X: Tensor) -> Tensor:
         return self.affine_matmul(X)
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(kind={self.kind!r}, rows={self.num_local} of '
-                f'{self.shape[0]}, halo={self.exchange.num_received}, nnz={self.matrix._nnz()})')
+                f'{self.shape[0]}, halo={self.exchange.num_received}, nnz={self.nnz})')

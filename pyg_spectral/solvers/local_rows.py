@@ -9,7 +9,6 @@ result is the :class:`~pyg_spectral.solvers.halo.RowBlockOperator` that
 proportional to the process's rows."""
 from __future__ import annotations
 
-import warnings
 from typing import Iterable
 
 import numpy as np
@@ -18,8 +17,8 @@ import torch.distributed as dist
 from torch import Tensor
 
 from ..operators.graph import SYMMETRIC_KINDS, DirectedGraphError
-from .halo import (HaloExchange, RowBlockOperator, collective_device, exchange_rows,
-                   group_rank_size)
+from .halo import (HaloExchange, RowBlockOperator, collective_device, compact_indices,
+                   exchange_rows, group_rank_size, sparse_csr)
 from .partition import NodePartition
 
 # the slack within which an edge's weight and its mirror's count as equal,
@@ -43,16 +42,45 @@ def _numpy(x) -> np.ndarray:
     return np.asarray(x)
 
 
+class _Growing:
+    r"""An array filled a piece at a time in one allocation, grown by half
+    when full: a list of pieces and their concatenation would hold the
+    edges twice. An allocation this size is a fresh memory map, so the
+    capacity not yet written is not resident."""
+
+    def __init__(self, dtype, capacity: int) -> None:
+        self.data, self.size = np.empty(max(capacity, 1), dtype=dtype), 0
+
+    def append(self, values: np.ndarray) -> None:
+        end = self.size + values.size
+        if end > self.data.size:
+            grown = np.empty(max(end, self.data.size * 3 // 2), dtype=self.data.dtype)
+            grown[:self.size] = self.data[:self.size]
+            self.data = grown
+        self.data[self.size:end] = values
+        self.size = end
+
+    def array(self) -> np.ndarray:
+        return self.data[:self.size]
+
+
+def _index_dtype(bound: int) -> np.dtype:
+    return np.dtype(np.int32) if bound < 2**31 else np.dtype(np.int64)
+
+
 def _stream_rows(chunks: Iterable, position: np.ndarray, lo: int, hi: int, n: int,
-                 dtype: torch.dtype, kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+                 dtype: torch.dtype, kind: str, capacity: int
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     r"""The edges of :obj:`chunks` whose source is one of this process's
     nodes (positions :obj:`lo:hi` of the partition order): their local row,
     the position of their target and their weight (:obj:`None` for an
     unweighted graph). Every process reads every chunk, so the checks of
     the whole edge list give the same answer everywhere without a
     collective."""
-    rows, cols, weights, weighted = [], [], [], None
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
+    rows = _Growing(_index_dtype(hi - lo), capacity)
+    cols = _Growing(position.dtype, capacity)
+    weights, weighted = None, None
     for number, chunk in enumerate(chunks):
         if not isinstance(chunk, (tuple, list)) or len(chunk) != 2:
             raise TypeError("chunks must yield (edge_index [2, c], edge_weight [c] or None) pairs")
@@ -63,6 +91,7 @@ def _stream_rows(chunks: Iterable, position: np.ndarray, lo: int, hi: int, n: in
                              f"{edges.dtype} {list(edges.shape)}")
         if weighted is None:
             weighted = edge_weight is not None
+            weights = _Growing(np_dtype, capacity) if weighted else None
         elif weighted != (edge_weight is not None):
             raise ValueError("edge_weight must come with every chunk or with none")
         if edges.shape[1] == 0:
@@ -74,7 +103,10 @@ def _stream_rows(chunks: Iterable, position: np.ndarray, lo: int, hi: int, n: in
                              f"again")
         source = position[edges[0]]
         mine = (source >= lo) & (source < hi)
-        rows.append((source[mine] - lo).astype(np.int32 if hi - lo < 2**31 else np.int64))
+        source = source[mine]
+        source -= lo
+        rows.append(source)
+        del source
         cols.append(position[edges[1][mine]])
         if weighted:
             w = _numpy(edge_weight)
@@ -87,11 +119,7 @@ def _stream_rows(chunks: Iterable, position: np.ndarray, lo: int, hi: int, n: in
                 raise ValueError(f"edge_weight has negative entries, which kind={kind!r} does "
                                  f"not allow (degrees must be non-negative)")
             weights.append(w[mine].astype(np_dtype))
-    empty = np.zeros(0, dtype=np.int64)
-    row = np.concatenate(rows).astype(np.int64) if rows else empty
-    col = np.concatenate(cols) if cols else empty
-    weight = (np.concatenate(weights) if weights else np.zeros(0, np_dtype)) if weighted else None
-    return row, col, weight
+    return rows.array(), cols.array(), weights.array() if weighted else None
 
 
 def _coalesce(key: np.ndarray, weight: np.ndarray | None,
@@ -100,16 +128,20 @@ def _coalesce(key: np.ndarray, weight: np.ndarray | None,
     (their count for an unweighted graph)."""
     if weight is None:
         key.sort()
-        start = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]])) if key.size \
-            else np.zeros(0, dtype=np.int64)
-        counts = np.diff(np.append(start, key.size))
-        return key[start], counts.astype(np_dtype)
-    order = np.argsort(key, kind='stable')  # duplicates summed in file order
-    key, weight = key[order], weight[order]
-    del order
+    else:
+        order = np.argsort(key, kind='stable')  # duplicates summed in file order
+        key, weight = key[order], weight[order]
+        del order
     if not key.size:
-        return key, weight
-    start = np.flatnonzero(np.concatenate([[True], key[1:] != key[:-1]]))
+        return key, np.zeros(0, np_dtype) if weight is None else weight
+    first = np.empty(key.size, dtype=bool)
+    first[0] = True
+    np.not_equal(key[1:], key[:-1], out=first[1:])
+    start = np.flatnonzero(first)
+    del first
+    if weight is None:
+        counts = np.diff(start, append=key.size).astype(np_dtype)
+        return key[start], counts
     return key[start], np.add.reduceat(weight, start)
 
 
@@ -131,7 +163,8 @@ def _merge_diagonal(key: np.ndarray, values: Tensor, diagonal: Tensor, n_local: 
 def local_graph_rows(chunks: Iterable[tuple[Tensor, Tensor | None]], partition: NodePartition,
                      kind: str = 'sym_laplacian', dtype: torch.dtype = torch.float32,
                      group: dist.ProcessGroup | None = None, exchange: str = 'auto',
-                     device: torch.device | str | None = None) -> RowBlockOperator:
+                     device: torch.device | str | None = None,
+                     num_edges: int | None = None) -> RowBlockOperator:
     r"""This process's :class:`~pyg_spectral.solvers.halo.RowBlockOperator`
     of the :obj:`kind` matrix of the graph whose edges :obj:`chunks`
     yields, built without the whole graph. Collective: every process of
@@ -158,11 +191,14 @@ def local_graph_rows(chunks: Iterable[tuple[Tensor, Tensor | None]], partition: 
         group: the process group (default: the default group).
         exchange: the halo exchange (:class:`~pyg_spectral.solvers.halo.HaloExchange`).
         device: where the block lives (default: the CPU).
+        num_edges: the number of edges :obj:`chunks` yields, if known
+            (:attr:`GraphFile.num_edges <pyg_spectral.graph_file.GraphFile>`):
+            the kept edges then go into one allocation that never grows.
 
-    Memory: the process's edges a few times over (sorting, the mirror
-    check) and three :obj:`[n]` integer arrays of the partition; the halo
-    and the degrees of other processes' nodes arrive by exchange, never as
-    :obj:`[n]` vectors.
+    Memory: this process's entries (its rows' edges) about four times over
+    at the peak (sorting, the mirror check, the values) and two :obj:`[n]`
+    integer arrays of the partition; the halo and the degrees of other
+    processes' nodes arrive by exchange, never as :obj:`[n]` vectors.
     """
     if kind not in SYMMETRIC_KINDS:
         raise ValueError(f"kind must be one of the symmetric kinds {sorted(SYMMETRIC_KINDS)} "
@@ -179,31 +215,34 @@ def local_graph_rows(chunks: Iterable[tuple[Tensor, Tensor | None]], partition: 
     lo, hi = int(partition.offsets[rank]), int(partition.offsets[rank + 1])
     n_local = hi - lo
     np_dtype = torch.empty(0, dtype=dtype).numpy().dtype
-    position = partition.position().numpy()
-    row, col, weight = _stream_rows(chunks, position, lo, hi, n, dtype, kind)
+    position = partition.position().numpy().astype(_index_dtype(n))
+    # an upper bound when the edge count is known: untouched capacity of a
+    # fresh allocation is never resident
+    capacity = num_edges if num_edges is not None else 1 << 20
+    row, col, weight = _stream_rows(chunks, position, lo, hi, n, dtype, kind, capacity)
     del position
 
-    # local columns: own rows first (partition order), then the halo sorted
-    # by position, as RowBlockOperator.from_operator numbers them
-    own = (col >= lo) & (col < hi)
-    halo = np.unique(col[~own])
+    # local columns, in place: own rows first (partition order), then the
+    # halo sorted by position, as RowBlockOperator.from_operator numbers them
+    outside = (col < lo) | (col >= hi)
+    halo = np.unique(col[outside])
     width = n_local + halo.size
-    local_col = np.where(own, col - lo, n_local + np.searchsorted(halo, col))
-    del own, col
-    key = row * width + local_col
-    del row, local_col
+    col -= lo
+    col[outside] = n_local + np.searchsorted(halo, col[outside] + lo)
+    del outside
+    key = row.astype(np.int64)
+    del row
+    key *= width
+    key += col
+    del col
     key, weight = _coalesce(key, weight, np_dtype)
 
-    row, local_col = np.divmod(key, width)
-    asymmetric = _mirror_weights(key, weight, row, local_col, halo, partition, rank, width,
-                                 n_local, np_dtype, group, exchange)
+    asymmetric, weight = _mirror_check(key, weight, halo, partition, rank, width, n_local,
+                                       np_dtype, group, exchange)
     if _all_reduce(float(asymmetric), dist.ReduceOp.MAX, group) > 0:
         raise DirectedGraphError(f"edge_index describes a directed graph, but kind={kind!r} "
                                  f"needs a symmetric matrix; symmetrise it with "
                                  f"torch_geometric.utils.to_undirected")
-    w = torch.from_numpy(weight)
-    row_t = torch.from_numpy(row)
-    loop = torch.from_numpy(local_col == row)
     plan = HaloExchange.build(torch.from_numpy(halo), partition.offsets, group, exchange)
 
     def extended(values: Tensor) -> Tensor:
@@ -213,103 +252,138 @@ def local_graph_rows(chunks: Iterable[tuple[Tensor, Tensor | None]], partition: 
     def row_sums(values: Tensor, rows: Tensor) -> Tensor:
         return values.new_zeros(n_local).scatter_add_(0, rows, values)
 
+    w = torch.from_numpy(weight)
+    del weight
+    rows = torch.from_numpy(key // width)
+    cols = torch.from_numpy(key % width)
+    loop = cols == rows
     diagonal = None
-    if kind == 'adjacency':
-        radius = float(row_sums(w.abs(), row_t).max()) if n_local else 0.0
-        radius = _all_reduce(radius, dist.ReduceOp.MAX, group)
-        values, bounds = w, (-radius, radius)
-    elif kind in ('gcn', 'sym_adjacency'):
+    if kind in ('gcn', 'laplacian', 'sym_laplacian'):
         if kind == 'gcn':
             # add_remaining_self_loops: a node's loop keeps its weight, the
             # others get 1, and the loop is summed last into the degree
             loop_weight = w.new_ones(n_local)
-            loop_weight[row_t[loop]] = w[loop]
+            loop_weight[rows[loop]] = w[loop]
+        else:  # as GraphOperator: the degrees leave the loops out
+            deg = row_sums(w.masked_fill(loop, 0), rows)
+        if bool(loop.any()):
             keep = ~loop
-            key, w, row_t = key[keep.numpy()], w[keep], row_t[keep]
-            deg = row_sums(w, row_t) + loop_weight
-        else:
-            deg = row_sums(w, row_t)
-        dinv = deg.pow(-0.5).masked_fill_(deg == 0, 0)
-        dinv_ext = extended(dinv)
-        cols = torch.from_numpy(key % width)
-        values, bounds = dinv[row_t] * w * dinv_ext[cols], (-1.0, 1.0)
+            key, w, rows, cols = key[keep.numpy()], w[keep], rows[keep], cols[keep]
+            del keep
         if kind == 'gcn':
-            diagonal = dinv * loop_weight * dinv
-    else:  # laplacian, sym_laplacian: loops dropped, one diagonal entry per node
-        deg = row_sums(w.masked_fill(loop, 0), row_t)
-        keep = ~loop
-        key, w, row_t = key[keep.numpy()], w[keep], row_t[keep]
-        if kind == 'laplacian':
-            values, diagonal = -w, deg
-            top = float(deg.max()) if n_local else 0.0
-            bounds = (0.0, 2.0 * _all_reduce(top, dist.ReduceOp.MAX, group))
+            deg = row_sums(w, rows) + loop_weight
+    elif kind == 'sym_adjacency':
+        deg = row_sums(w, rows)
+    del loop
+    if kind == 'adjacency':
+        radius = float(row_sums(w.abs(), rows).max()) if n_local else 0.0
+        radius = _all_reduce(radius, dist.ReduceOp.MAX, group)
+        values, bounds = w, (-radius, radius)
+    elif kind == 'laplacian':
+        values, diagonal = -w, deg
+        top = float(deg.max()) if n_local else 0.0
+        bounds = (0.0, 2.0 * _all_reduce(top, dist.ReduceOp.MAX, group))
+    else:
+        dinv = deg.pow(-0.5).masked_fill_(deg == 0, 0)
+        scaled = dinv[rows]
+        if kind == 'sym_laplacian':
+            scaled.neg_()
+        scaled *= w
+        scaled *= extended(dinv)[cols]
+        values = scaled
+        if kind == 'sym_laplacian':
+            diagonal, bounds = torch.ones_like(deg), (0.0, 2.0)
         else:
-            dinv = deg.pow(-0.5).masked_fill_(deg == 0, 0)
-            cols = torch.from_numpy(key % width)
-            values, diagonal = -dinv[row_t] * w * extended(dinv)[cols], torch.ones_like(deg)
-            bounds = (0.0, 2.0)
+            bounds = (-1.0, 1.0)
+            if kind == 'gcn':
+                diagonal = dinv * loop_weight * dinv
     plan.bytes_sent, plan.seconds = 0, 0.0  # the degrees were set-up traffic, not a step's
-    del row_t, loop, w
+    del w, rows, cols
+    device = torch.device('cpu') if device is None else device
     if diagonal is not None:
         key, values = _merge_diagonal(key, values, diagonal, n_local, width)
-    counts = np.bincount(key // width, minlength=n_local)
-    crow = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
-    with warnings.catch_warnings():
-        # torch flags CSR as beta on every construction; nothing to act on
-        warnings.filterwarnings('ignore', message='Sparse (CSR tensor support|invariant checks)')
-        csr = torch.sparse_csr_tensor(crow, torch.from_numpy(key % width), values.to(dtype),
-                                      size=(n_local, width), dtype=dtype,
-                                      device=torch.device('cpu') if device is None else device)
-    return RowBlockOperator(csr, partition.nodes(rank), plan, (n, n), bounds, kind, lo)
+    rows, cols = np.divmod(key, width)
+    del key
+    own = cols < n_local
+    own_t = torch.from_numpy(own)
+
+    def part(mask: np.ndarray, mask_t: Tensor, shift: int, columns: int) -> Tensor:
+        crow = np.concatenate([[0], np.cumsum(np.bincount(rows[mask], minlength=n_local))])
+        return sparse_csr(compact_indices(torch.from_numpy(crow)),
+                          compact_indices(torch.from_numpy(cols[mask] - shift)),
+                          values[mask_t].to(dtype), (n_local, columns)).to(device)
+
+    parts = (part(own, own_t, 0, n_local), part(~own, ~own_t, n_local, halo.size))
+    return RowBlockOperator(parts, partition.nodes(rank), plan, (n, n), bounds, kind, lo)
 
 
-def _mirror_weights(key: np.ndarray, weight: np.ndarray, row: np.ndarray, local_col: np.ndarray,
-                    halo: np.ndarray, partition: NodePartition, rank: int, width: int,
-                    n_local: int, np_dtype: np.dtype, group, exchange: str) -> bool:
-    r"""Whether this process's rows are not the mirror of its columns: the
-    transposed entries of its own block come from its own rows, those of the
-    entries that cross the partition from the processes that own their
+# entries of the own block checked per slice: the transposed keys and their
+# places in the sorted keys are temporaries of the slice's size
+MIRROR_SLICE = 1 << 20
+
+
+def _mirror_check(key: np.ndarray, weight: np.ndarray, halo: np.ndarray,
+                  partition: NodePartition, rank: int, width: int, n_local: int,
+                  np_dtype: np.dtype, group, exchange: str) -> tuple[bool, np.ndarray]:
+    r"""Whether this process's rows (sorted unique :obj:`key` = local row x
+    :obj:`width` + local column) are not the mirror of its columns, and
+    the weights made exactly symmetric. The mirror of an entry of the own
+    block is looked up in :obj:`key` itself, a slice at a time; those of the
+    entries that cross the partition come from the processes that own their
     columns (an exchange of the cut entries only). Where the pattern
-    matches and a weight differs from its mirror's by rounding, both are
-    replaced by their mean in place, as
-    :meth:`GraphOperator.from_edge_index` does."""
+    matches and a weight differs from its mirror's by rounding, both become
+    their mean, as :meth:`GraphOperator.from_edge_index` does."""
     _, world = group_rank_size(group)
-    inside = local_col < n_local
-    t_key = [local_col[inside] * width + row[inside]]
-    t_weight = [weight[inside]]
-    del inside
-    cross = np.flatnonzero(local_col >= n_local)
-    target = halo[local_col[cross] - n_local]        # position of the column's node
+    differs = []  # (entries, their mirrors' weights) where the two are not equal
+    for start in range(0, key.size, MIRROR_SLICE):
+        row, col = np.divmod(key[start:start + MIRROR_SLICE], width)
+        inside = np.flatnonzero(col < n_local)
+        transposed = col[inside] * width + row[inside]
+        del row, col
+        place = np.searchsorted(key, transposed)
+        place[place == key.size] = 0
+        if not np.array_equal(key[place], transposed):
+            return True, weight
+        del transposed
+        unequal = weight[place] != weight[start + inside]
+        if unequal.any():
+            differs.append((start + inside[unequal], weight[place[unequal]]))
+    cross = np.flatnonzero(key % width >= n_local)
+    row, col = np.divmod(key[cross], width)
+    target = halo[col - n_local]                      # position of the column's node
     owner = np.searchsorted(partition.offsets.numpy(), target, side='right') - 1
     order = np.argsort(owner, kind='stable')
-    cross, target, owner = cross[order], target[order], owner[order]
+    cross, row, target, owner = cross[order], row[order], target[order], owner[order]
     lo = int(partition.offsets[rank])
-    sent = torch.from_numpy(np.stack([target - partition.offsets.numpy()[owner],
-                                      row[cross] + lo], 1).astype(np.int64))
+    sent = torch.from_numpy(np.stack([target - partition.offsets.numpy()[owner], row + lo],
+                                     1).astype(np.int64))
     counts = np.bincount(owner, minlength=world).tolist()
     got, _ = exchange_rows(sent, counts, group, exchange)
     got_w, _ = exchange_rows(torch.from_numpy(weight[cross]).view(-1, 1), counts, group, exchange)
-    got = got.numpy()
-    asymmetric = False
+    got, got_w = got.numpy(), got_w.view(-1).numpy().astype(np_dtype)
+    if got.shape[0] != cross.size:
+        return True, weight
     if got.size:
         slot = np.searchsorted(halo, got[:, 1])
-        found = slot < halo.size
-        found[found] = halo[slot[found]] == got[found, 1]
-        asymmetric = not found.all()
-        t_key.append(got[found, 0] * width + n_local + slot[found])
-        t_weight.append(got_w.view(-1).numpy()[found].astype(np_dtype))
-    t_key, t_weight = np.concatenate(t_key), np.concatenate(t_weight)
-    if asymmetric or t_key.size != key.size:
-        return True
-    order = np.argsort(t_key)
-    if not np.array_equal(t_key[order], key):
-        return True
-    mirror = t_weight[order]
-    del order, t_key, t_weight
-    if np.array_equal(mirror, weight):
-        return False
-    slack = MIRROR_SLACK_EPS * np.finfo(np_dtype).eps * np.maximum(np.abs(weight), np.abs(mirror))
-    if not (np.abs(weight - mirror) <= slack).all():
-        return True
-    weight[:] = (torch.from_numpy(weight) + torch.from_numpy(mirror)).div_(2).numpy()
-    return False
+        slot[slot == halo.size] = 0
+        if not np.array_equal(halo[slot], got[:, 1]):
+            return True, weight
+        transposed = got[:, 0] * width + n_local + slot
+        place = np.searchsorted(key, transposed)
+        place[place == key.size] = 0
+        if not np.array_equal(key[place], transposed):
+            return True, weight
+        unequal = got_w != weight[place]
+        if unequal.any():
+            differs.append((place[unequal], got_w[unequal]))
+    if not differs:
+        return False, weight
+    averaged = weight.copy()
+    for entries, mirror in differs:
+        mine = weight[entries]
+        slack = MIRROR_SLACK_EPS * np.finfo(np_dtype).eps * np.maximum(np.abs(mine),
+                                                                      np.abs(mirror))
+        if not (np.abs(mine - mirror) <= slack).all():
+            return True, weight
+        averaged[entries] = (torch.from_numpy(mine) + torch.from_numpy(mirror)).div_(2).numpy()
+    return False, averaged
