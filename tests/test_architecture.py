@@ -43,3 +43,12 @@ def test_every_top_level_module_has_a_place_in_the_contracts():
     modules = {info.name for info in pkgutil.iter_modules(pyg_spectral.__path__)}
     # __main__ only calls cli.main; nothing imports it
     assert modules - named == {'__main__'}
+
+
+def test_license_file_matches_pyproject():
+    tomllib = pytest.importorskip('tomllib')  # Python >= 3.11
+    declared = tomllib.loads((ROOT / 'pyproject.toml').read_text())['project']['license']['text']
+    text = (ROOT / 'LICENSE').read_text()
+    assert declared == 'MIT' and text.startswith('MIT License\n')
+    assert 'Copyright (c) ' in text and 'the pyg_spectral authors' in text
+    assert 'Permission is hereby granted, free of charge' in text
