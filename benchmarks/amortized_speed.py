@@ -121,7 +121,7 @@ def lowrank_gcn_rows(names, iters, ks=(K,), components=True):
     for name in names:
         data = load_planetoid(name, transform=Tr.NormalizeFeatures())[0]
         n = data.num_nodes
-        op = GraphOperator.from_edge_index(data.edge_index, n, kind='gcn')
+        op = GraphOperator.from_edge_index(data.edge_index, num_nodes=n, kind='gcn')
         null = NullSpace.of_operator(op) if components else None
         for k in ks:
             fixed_U = exact_eigh(op, k, method='eigsh', null=null)[1]
@@ -280,7 +280,7 @@ def changing_graph_run(name, method, regime, epochs, iters_only=False, k=K, comp
         theta = nn.Parameter(torch.zeros(data.edge_index.size(1)))
         params.append(theta)
     opt = torch.optim.Adam(params, lr=0.01, weight_decay=5e-4)
-    full = GraphOperator.from_edge_index(data.edge_index, n, kind='gcn')
+    full = GraphOperator.from_edge_index(data.edge_index, num_nodes=n, kind='gcn')
     full_null = NullSpace.of_operator(full) if components else None
     reverse = _reverse_edges(data.edge_index, n)
     basis_times = []
@@ -294,10 +294,10 @@ def changing_graph_run(name, method, regime, epochs, iters_only=False, k=K, comp
     def train_step():
         if regime == 'dropedge':
             ei, _ = dropout_edge(data.edge_index, p=0.1, force_undirected=True)
-            op = GraphOperator.from_edge_index(ei, n, kind='gcn')
+            op = GraphOperator.from_edge_index(ei, num_nodes=n, kind='gcn')
         else:  # symmetric learned weights in (0, 2), through the normalization
             w = torch.sigmoid(theta) * 2
-            op = GraphOperator.from_edge_index(data.edge_index, n, (w + w[reverse]) / 2, kind='gcn')
+            op = GraphOperator.from_edge_index(data.edge_index, (w + w[reverse]) / 2, n, kind='gcn')
         null = NullSpace.of_operator(op) if components else None
         gcn_step(model, opt, data, timed_solver, op, null)
 
@@ -313,7 +313,7 @@ def changing_graph_run(name, method, regime, epochs, iters_only=False, k=K, comp
         with torch.no_grad():
             if regime == 'learned-weights':
                 w = torch.sigmoid(theta) * 2
-                full = GraphOperator.from_edge_index(data.edge_index, n, (w + w[reverse]) / 2, kind='gcn')
+                full = GraphOperator.from_edge_index(data.edge_index, (w + w[reverse]) / 2, n, kind='gcn')
                 full_null = NullSpace.of_operator(full) if components else None
             U, lam, _ = eval_solver(full, full_null)
             pred = model(data.x, U, lam, full_null).argmax(-1)
@@ -323,7 +323,7 @@ def changing_graph_run(name, method, regime, epochs, iters_only=False, k=K, comp
             best_test = float((pred[data.test_mask] == data.y[data.test_mask]).float().mean())
     basis_time = statistics.median(basis_times[1:] or basis_times)
     if method == 'amortized':  # its backward runs inside the step: time both on the last graph
-        op = GraphOperator.from_edge_index(data.edge_index, n, kind='gcn')
+        op = GraphOperator.from_edge_index(data.edge_index, num_nodes=n, kind='gcn')
         null = NullSpace.of_operator(op) if components else None
         basis_time = timed(lambda: solver(op, null)[2].backward(), 10)
     return statistics.median(times[1:] or times), basis_time, None if iters_only else best_test
@@ -373,7 +373,7 @@ def convergence_rows(name, checkpoints=(50, 100, 200, 400, 800)):
     from pyg_spectral.nn import AmortizedEigenbasis
     data = load_planetoid(name)[0]
     n = data.num_nodes
-    op = GraphOperator.from_edge_index(data.edge_index, n, kind='gcn')
+    op = GraphOperator.from_edge_index(data.edge_index, num_nodes=n, kind='gcn')
     vals, vecs = exact_eigh(op, K, method='eigsh')
     # eigenvalue 1 has one eigenvector D^1/2 1_C per connected component C;
     # with more than k components the top-k eigenspace is any k dimensions of them

@@ -96,7 +96,7 @@ def cmd_fit(args) -> None:
         dist.init_process_group('gloo')
     rank = dist.get_rank() if world > 1 else 0
     edge_index, weight, n = load_graph(args.graph)
-    op = GraphOperator.from_edge_index(edge_index, n, weight, kind=args.kind)
+    op = GraphOperator.from_edge_index(edge_index, weight, n, kind=args.kind)
     setup = time.perf_counter()
     report = None
     if world > 1:

@@ -235,7 +235,7 @@ def gcn_reference(edge_index: torch.Tensor, n: int, k: int):
     eigenvalues (``exact_eigh(..., null=...)``)."""
     from pyg_spectral.nn import exact_eigh
     from pyg_spectral.operators import GraphOperator, NullSpace
-    op = GraphOperator.from_edge_index(edge_index, n, kind='gcn', dtype=torch.float64)
+    op = GraphOperator.from_edge_index(edge_index, num_nodes=n, kind='gcn', dtype=torch.float64)
     null = NullSpace.of_operator(op)
     comps = torch.zeros(n, null.num_components, dtype=torch.float64)
     comps[torch.arange(n), null.labels] = null.basis.double()
@@ -273,7 +273,7 @@ def part_amortized(device: torch.device, clock: Clock, smoke: bool, refs: Refere
         ref_vals, ref_space = gcn_reference(data.edge_index, n, k)
         row['reference_s'] = time.perf_counter() - t
         data = data.to(device)
-        op = GraphOperator.from_edge_index(data.edge_index, n, kind='gcn')
+        op = GraphOperator.from_edge_index(data.edge_index, num_nodes=n, kind='gcn')
         fixed_U = ref_space[:, :k].to(device, torch.float32)
         fixed_lam = (fixed_U * op.matmat(fixed_U)).sum(0)
         classes = int(data.y.max()) + 1
@@ -528,7 +528,7 @@ def part_neuralsvd(device: torch.device, clock: Clock, smoke: bool, refs: Refere
         return False
 
     def ours():
-        op = GraphOperator.from_edge_index(ei.to(device), n, kind='sym_laplacian')
+        op = GraphOperator.from_edge_index(ei.to(device), num_nodes=n, kind='sym_laplacian')
         start = time.perf_counter()
         res = NeuralSVD(k).fit(op, largest=False, steps=steps, tol=tol, check_every=25,
                                refine=True, progress=False, callback=budget_out)

@@ -88,7 +88,7 @@ def rewire(ei, n, frac=0.01, seed=0):
 # ---------------------------------------------------------------- methods
 def run_neuralsvd(ei, n, w, steps, tol, init=None, check_every=25):
     r"""Also returns the fit, whose whole table warm-starts the next solve."""
-    op = GraphOperator.from_edge_index(ei, n, w, kind='sym_laplacian')
+    op = GraphOperator.from_edge_index(ei, w, n, kind='sym_laplacian')
     res = NeuralSVD(K).fit(op, largest=False, steps=steps, tol=tol, init=init,
                            check_every=check_every, refine=True, progress=False)
     return res.eigenvalues.numpy(), res.eigenvectors.numpy(), f'{res.steps} steps', res

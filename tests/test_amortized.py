@@ -93,7 +93,7 @@ def test_cora_basis_spans_top_eigenspace(cora):
     dimensions of that 78-dimensional space, so the basis is compared with
     the whole of it (rotation-invariant)."""
     n = cora.num_nodes
-    op = GraphOperator.from_edge_index(cora.edge_index, n, kind='gcn')
+    op = GraphOperator.from_edge_index(cora.edge_index, num_nodes=n, kind='gcn')
     ncomp, label = connected_components(to_scipy_sparse_matrix(cora.edge_index, num_nodes=n))
     label = torch.from_numpy(label)
     V = torch.zeros(n, ncomp)

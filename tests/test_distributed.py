@@ -59,7 +59,7 @@ GRAPHS = {
 
 def operator(name: str) -> GraphOperator:
     edge_index, n, kind, _ = GRAPHS[name]
-    return GraphOperator.from_edge_index(edge_index, n, kind=kind, dtype=torch.float64)
+    return GraphOperator.from_edge_index(edge_index, num_nodes=n, kind=kind, dtype=torch.float64)
 
 
 def uneven_partition(name: str, world: int) -> tuple[NodePartition, str]:
@@ -145,7 +145,7 @@ def local_build_checks(partition: NodePartition, group=None) -> dict:
                                weight.to(dtype))
             for w, name in ((None, 'unweighted'), (weight, 'weighted'), (near, 'near')):
                 whole = RowBlockOperator.from_operator(
-                    GraphOperator.from_edge_index(edge_index, n, w, kind=kind, dtype=dtype),
+                    GraphOperator.from_edge_index(edge_index, w, n, kind=kind, dtype=dtype),
                     partition, group)
                 local = local_graph_rows(edge_chunks(edge_index, w), partition, kind, dtype,
                                          group)

@@ -29,7 +29,7 @@ def test_exact_conv_equals_spectral_formula_by_hand():
     torch.nn.init.normal_(conv.bias)
     out = conv(x, edge_index, w)
 
-    A = GraphOperator.from_edge_index(edge_index, 20, w, kind='gcn', dtype=torch.float64).to_dense()
+    A = GraphOperator.from_edge_index(edge_index, w, 20, kind='gcn', dtype=torch.float64).to_dense()
     vals, vecs = torch.linalg.eigh(A)
     U, lam = vecs[:, -5:], vals[-5:]
     expected = U @ torch.diag(lam) @ U.T @ x @ conv.lin.weight.T + conv.bias
@@ -65,7 +65,7 @@ def components_and_random_part(seed: int = 0):
 
 
 def dense_reference(edge_index, weight, n, k):
-    A = GraphOperator.from_edge_index(edge_index, n, weight, kind='gcn',
+    A = GraphOperator.from_edge_index(edge_index, weight, n, kind='gcn',
                                       dtype=torch.float64).to_dense()
     vals, vecs = torch.linalg.eigh(A)
     c = int((vals > 1 - 1e-9).sum())
@@ -75,7 +75,7 @@ def dense_reference(edge_index, weight, n, k):
 @pytest.mark.parametrize('kind', ['gcn', 'sym_adjacency', 'sym_laplacian', 'laplacian'])
 def test_component_space_is_the_repeated_eigenspace(kind):
     edge_index, w, n = components_and_random_part()
-    op = GraphOperator.from_edge_index(edge_index, n, w, kind=kind, dtype=torch.float64)
+    op = GraphOperator.from_edge_index(edge_index, w, n, kind=kind, dtype=torch.float64)
     null = NullSpace.of_operator(op)
     vals, vecs = torch.linalg.eigh(op.to_dense())
     target = COMPONENT_EIGENVALUE[kind]
@@ -95,7 +95,7 @@ def test_exact_basis_is_component_space_plus_top_k_of_the_rest(method):
     k = 8
     _, components, top, lam = dense_reference(edge_index, w, n, k)
     conv = LowRankGCNConv(3, 2, k=k, basis='exact', method=method).double()
-    op, null = conv.graph(edge_index, n, w, torch.float64)
+    op, null = conv.graph(edge_index, w, n, torch.float64)
     assert null.dim == components.size(1) == 9
     U, values = conv.basis(op, null)
     assert max_principal_sine(U, top) < 1e-4
@@ -109,7 +109,7 @@ def test_amortized_basis_converges_into_the_same_subspace():
     _, components, top, lam = dense_reference(edge_index, w, n, k)
     torch.manual_seed(0)
     conv = LowRankGCNConv(3, 2, k=k, num_nodes=n).double()
-    op, null = conv.graph(edge_index, n, w, torch.float64)
+    op, null = conv.graph(edge_index, w, n, torch.float64)
     opt = torch.optim.Adam([conv.basis.weight], lr=1e-2)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, 3000)
     for _ in range(3000):
@@ -127,7 +127,7 @@ def test_amortized_basis_converges_into_the_same_subspace():
 def test_gradient_through_the_projection_matches_autograd():
     from pyg_spectral.losses import eigen_loss_from_rayleigh
     edge_index, w, n = components_and_random_part()
-    op = GraphOperator.from_edge_index(edge_index, n, w, kind='gcn', dtype=torch.float64)
+    op = GraphOperator.from_edge_index(edge_index, w, n, kind='gcn', dtype=torch.float64)
     null = NullSpace.of_operator(op)
     state = torch.randn(n, 5, dtype=torch.float64, requires_grad=True)
     amortized_eigh(op, state, null=null).loss.backward()
@@ -155,7 +155,7 @@ def test_layer_output_equals_the_formula_by_hand():
     assert torch.allclose(out, expected, atol=1e-8)
     # the paper's plain top-k: here k directions inside the 9-fold eigenvalue 1
     plain = LowRankGCNConv(3, 2, k=k, basis='exact', components=False, bias=False).double()
-    U, _ = plain.basis(*plain.graph(edge_index, n, w, torch.float64)[:1])
+    U, _ = plain.basis(*plain.graph(edge_index, w, n, torch.float64)[:1])
     assert (U.T @ top).abs().max() < 1e-6
 
 

@@ -26,7 +26,7 @@ CASES = [
                          ids=[f'{c[0]}-{c[3]}' for c in CASES])
 def test_smallest_nontrivial_match_closed_form(name, ei, n, kind, spectrum, k, nesting):
     assert spectrum[k] < spectrum[k + 1] - 1e-6, 'k must end at a spectral gap'
-    op = GraphOperator.from_edge_index(ei, n, kind=kind)
+    op = GraphOperator.from_edge_index(ei, num_nodes=n, kind=kind)
     res = NeuralSVD(k + 1, nesting=nesting).fit(op, largest=False, steps=1000, progress=False)
     values, vectors = res.eigenvalues[1:], res.eigenvectors[:, 1:]
     assert relative_error(values, spectrum[1:k + 1]).max() < 1e-3
@@ -42,7 +42,7 @@ def test_sbm_top16_gcn_vs_eigh():
     sizes = [125] * 16
     probs = torch.full((16, 16), 0.002).fill_diagonal_(0.12)
     ei = stochastic_blockmodel_graph(sizes, probs)
-    op = GraphOperator.from_edge_index(ei, 2000, kind='gcn')
+    op = GraphOperator.from_edge_index(ei, num_nodes=2000, kind='gcn')
     ev, V = torch.linalg.eigh(op.to(dtype=torch.float64).to_dense())
     ev, V = ev.flip(0), V.flip(1)
     assert ev[15] - ev[16] > 0.05  # the block structure gives a gap
@@ -73,7 +73,7 @@ def test_rw_svd_form_recovers_singular_values():
     torch.manual_seed(1)
     ei = stochastic_blockmodel_graph([30, 30, 40], torch.tensor(
         [[0.3, 0.02, 0.02], [0.02, 0.3, 0.02], [0.02, 0.02, 0.3]]))
-    op = GraphOperator.from_edge_index(ei, 100, kind='rw')
+    op = GraphOperator.from_edge_index(ei, num_nodes=100, kind='rw')
     sv = torch.linalg.svdvals(op.to(dtype=torch.float64).to_dense())
     res = NeuralSVD(4).fit(op, steps=3000, progress=False, refine=True)
     assert relative_error(res.eigenvalues, sv[:4]).max() < 1e-3
@@ -90,7 +90,7 @@ def test_joint_nesting_orders_a_shared_mlp():
     probs = torch.tensor([[0.5, 0.03, 0.01, 0.0], [0.03, 0.3, 0.03, 0.01],
                           [0.01, 0.03, 0.2, 0.03], [0.0, 0.01, 0.03, 0.12]])
     ei = stochastic_blockmodel_graph(sizes, probs)
-    op = GraphOperator.from_edge_index(ei, 175, kind='gcn')
+    op = GraphOperator.from_edge_index(ei, num_nodes=175, kind='gcn')
     ev = torch.linalg.eigvalsh(op.to(dtype=torch.float64).to_dense()).flip(0)
     assert (ev[:4] - ev[1:5]).min() > 0.05
     x = torch.randn(175, 16)
@@ -114,11 +114,11 @@ def test_tiny_spectral_gap_stays_finite_and_converges_in_subspace():
 def test_warm_start_after_perturbation_needs_fewer_steps():
     torch.manual_seed(0)
     ei = stochastic_blockmodel_graph([100] * 4, torch.full((4, 4), 0.01).fill_diagonal_(0.2))
-    op = GraphOperator.from_edge_index(ei, 400, kind='gcn')
+    op = GraphOperator.from_edge_index(ei, num_nodes=400, kind='gcn')
     cold = NeuralSVD(4).fit(op, steps=2000, tol=1e-5, progress=False)
     w = 1 + 0.05 * torch.rand(ei.size(1))
     w = (w + w[_reverse(ei)]) / 2
-    op2 = GraphOperator.from_edge_index(ei, 400, edge_weight=w, kind='gcn')
+    op2 = GraphOperator.from_edge_index(ei, num_nodes=400, edge_weight=w, kind='gcn')
     warm = NeuralSVD(4).fit(op2, steps=2000, tol=1e-5, init=cold.eigenvectors, progress=False)
     cold2 = NeuralSVD(4).fit(op2, steps=2000, tol=1e-5, progress=False)
     ev = torch.linalg.eigvalsh(op2.to(dtype=torch.float64).to_dense()).flip(0)[:4]

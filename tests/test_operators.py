@@ -47,7 +47,7 @@ def _dense_reference(ei, w, n, kind):
 @pytest.mark.parametrize('kind', ['adjacency', 'gcn', 'sym_adjacency', 'laplacian', 'sym_laplacian', 'rw'])
 def test_kinds_match_dense_formula_and_bounds(graph, kind):
     ei, w = graph
-    op = GraphOperator.from_edge_index(ei, 40, w, kind=kind, dtype=torch.float64)
+    op = GraphOperator.from_edge_index(ei, w, 40, kind=kind, dtype=torch.float64)
     M = _dense_reference(ei, w, 40, kind)
     # isolated node: PyG's sym Laplacian keeps L_ii = 1 (I - 0)
     assert torch.allclose(op.to_dense(), M, atol=1e-12)
@@ -71,7 +71,7 @@ def test_unsorted_duplicated_looped_edges_match_pyg(graph, kind):
     w2 = torch.cat([w, w[:10], torch.tensor([0.5, 2.0], dtype=torch.float64)])
     w2[_reverse_index(ei)[:10]] *= 2  # the reverses of the duplicated edges match
     perm = torch.randperm(ei2.size(1), generator=torch.Generator().manual_seed(0))
-    op = GraphOperator.from_edge_index(ei2[:, perm], 40, w2[perm], kind=kind, dtype=torch.float64)
+    op = GraphOperator.from_edge_index(ei2[:, perm], w2[perm], 40, kind=kind, dtype=torch.float64)
     with torch.sparse.check_sparse_tensor_invariants():
         torch.sparse_csr_tensor(op.matrix.crow_indices(), op.matrix.col_indices(),
                                 op.matrix.values(), op.shape)  # sorted, unique columns
@@ -88,7 +88,7 @@ def test_asymmetric_weight_is_directed():
     w = torch.ones(ei.size(1))
     w[0] = 2.0
     with pytest.raises(ValueError, match='directed graph'):
-        GraphOperator.from_edge_index(ei, 5, w, kind='sym_laplacian')
+        GraphOperator.from_edge_index(ei, w, 5, kind='sym_laplacian')
 
 
 def test_shift_maps_smallest_to_top_positive():
@@ -152,3 +152,35 @@ def test_num_nodes_must_be_an_integer(num_nodes):
         GraphOperator.from_edge_index(torch.tensor([[0, 1], [1, 0]]), num_nodes=num_nodes)
     assert GraphOperator.from_edge_index(torch.tensor([[0, 1], [1, 0]]),
                                          num_nodes=torch.tensor(6)).num_nodes == 6
+
+
+def _graph_callables():
+    from pyg_spectral.nn import LowRankGCNConv
+    from pyg_spectral.operators import CDK
+    from pyg_spectral.operators.graph import validate_graph
+    from pyg_spectral.transforms import AddNeuralSVDPE
+    return {
+        'GraphOperator.from_edge_index': lambda *a, **kw: GraphOperator.from_edge_index(
+            *a, **kw).to_dense(),
+        'validate_graph': lambda *a, **kw: torch.zeros(validate_graph(*a, **kw)),
+        'CDK.graph': lambda *a, **kw: CDK.graph(*a, **kw).graph_operator.to_dense(),
+        'AddNeuralSVDPE.encode': lambda *a, **kw: AddNeuralSVDPE(2, seed=0).encode(*a, **kw)[0],
+        'LowRankGCNConv.graph': lambda *a, **kw: LowRankGCNConv(3, 2, k=2).graph(
+            *a, **kw)[0].to_dense(),
+    }
+
+
+@pytest.mark.parametrize('name', list(_graph_callables()))
+def test_graph_arguments_in_pyg_order(name):
+    r"""(edge_index, edge_weight, num_nodes) as in torch_geometric.utils
+    (each callable returns something with a row per node); a call in the
+    order (edge_index, num_nodes, edge_weight) raises rather than building
+    another graph."""
+    build = _graph_callables()[name]
+    ei, w = path_graph(5), torch.full((8,), 2.0)
+    positional = build(ei, w, 7)  # 7 nodes: two isolated
+    keyword = build(ei, num_nodes=7, edge_weight=w)
+    assert positional.shape[0] == 7 and torch.equal(positional, keyword)
+    for swapped in ((ei, 7, w), (ei, 7)):
+        with pytest.raises(TypeError, match=r'\(edge_index, edge_weight, num_nodes\)'):
+            build(*swapped)

@@ -20,14 +20,14 @@ def last_frame(err: str, desc: str) -> tuple[int, int]:
 
 
 def test_a_fit_that_converges_early_ends_its_bar_at_100_percent(capsys):
-    op = GraphOperator.from_edge_index(cycle_graph(60), 60, kind='sym_laplacian')
+    op = GraphOperator.from_edge_index(cycle_graph(60), num_nodes=60, kind='sym_laplacian')
     result = NeuralSVD(5).fit(op, largest=False, steps=5000, tol=1e-3, progress=True)
     assert result.converged and result.steps < 5000
     assert last_frame(capsys.readouterr().err, 'NeuralSVD') == (result.steps, result.steps)
 
 
 def test_a_fit_that_runs_every_step_ends_its_bar_at_its_total(capsys):
-    op = GraphOperator.from_edge_index(cycle_graph(60), 60, kind='sym_laplacian')
+    op = GraphOperator.from_edge_index(cycle_graph(60), num_nodes=60, kind='sym_laplacian')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # 300 steps: not converged
         result = NeuralSVD(5).fit(op, largest=False, steps=300, progress=True)

@@ -115,7 +115,7 @@ def test_neuralsvd_fit_meets_its_contract_or_says_so(graph, kind, k_fraction, la
     ei, w, n = graph
     k = max(1, round(k_fraction * n))  # 1..n; k = n must be refused
     describe(graph)
-    op = GraphOperator.from_edge_index(ei, n, None if w is None else w.float(), kind=kind)
+    op = GraphOperator.from_edge_index(ei, None if w is None else w.float(), n, kind=kind)
     if k >= n:
         event('k >= n: refused')
         with pytest.raises(ValueError, match=rf'k={k} must be smaller than the number of rows'):
@@ -206,7 +206,7 @@ def test_arpack_transform_meets_its_contract(graph, k):
 @given(k=st.one_of(st.booleans(), st.floats(-2, 5), st.none(), st.text(max_size=2)),
        steps=st.one_of(st.integers(-2, 0), st.booleans(), st.floats(0, 5)))
 def test_bad_counts_raise_naming_the_argument(k, steps):
-    op = GraphOperator.from_edge_index(torch.tensor([[0, 1], [1, 0]]), 3, kind='laplacian')
+    op = GraphOperator.from_edge_index(torch.tensor([[0, 1], [1, 0]]), num_nodes=3, kind='laplacian')
     with pytest.raises(ValueError, match='k must be a positive integer'):
         NeuralSVD(k)
     with pytest.raises((ValueError, TypeError), match='steps must be an integer >= 1'):

@@ -274,7 +274,7 @@ def test_checkpoint_of_another_operator_is_refused(tmp_path):
     def edge_fit(edge_index):
         torch.manual_seed(0)
         f, g = torch.nn.Embedding(6, 2), torch.nn.Embedding(6, 2)
-        return CDK.graph(edge_index, 6), (f, g), SampledNeuralSVD(2, batch_size=16)
+        return CDK.graph(edge_index, num_nodes=6), (f, g), SampledNeuralSVD(2, batch_size=16)
     path = tmp_path / 'edges.pt'
     fit(*edge_fit(cycle_graph(6)), path, stop_at=2)
     with pytest.raises(ValueError, match=r"different fit \(operator="):
@@ -326,10 +326,10 @@ def test_fit_without_tol_warns_when_the_result_is_wrong(case):
     from pyg_spectral import GraphOperator, NeuralSVD
     if case == 'weighted':
         ei, w, n = log_weighted_graph()
-        op = GraphOperator.from_edge_index(ei, n, w, kind='laplacian')
+        op = GraphOperator.from_edge_index(ei, w, n, kind='laplacian')
     else:
         n = 2000
-        op = GraphOperator.from_edge_index(path_graph(n), n, kind='laplacian')
+        op = GraphOperator.from_edge_index(path_graph(n), num_nodes=n, kind='laplacian')
     with pytest.warns(RuntimeWarning, match='did not reach the default accuracy within '
                                             'steps=2000: a subspace sine bound'):
         res = NeuralSVD(4).fit(op, largest=False, progress=False)
@@ -347,7 +347,7 @@ def test_fit_without_tol_reports_converged_when_accurate(kind, largest):
     from torch_geometric.utils import stochastic_blockmodel_graph
     torch.manual_seed(0)
     ei = stochastic_blockmodel_graph([40, 50, 60], torch.full((3, 3), 0.02).fill_diagonal_(0.3))
-    op = GraphOperator.from_edge_index(ei, 150, kind=kind)
+    op = GraphOperator.from_edge_index(ei, num_nodes=150, kind=kind)
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         res = NeuralSVD(3).fit(op, largest=largest, steps=1500, progress=False)
@@ -364,7 +364,7 @@ def test_fit_certifies_a_repeated_eigenvalue_split_by_k_as_a_whole():
     the k-th, yet the pairs are right and the fit says so."""
     from pyg_spectral import GraphOperator, NeuralSVD
     n = 30
-    op = GraphOperator.from_edge_index(cycle_graph(n), n, kind='laplacian')
+    op = GraphOperator.from_edge_index(cycle_graph(n), num_nodes=n, kind='laplacian')
     with warnings.catch_warnings():
         warnings.simplefilter('error')
         res = NeuralSVD(2).fit(op, largest=False, steps=1500, progress=False)
@@ -378,7 +378,7 @@ def test_fit_certifies_a_repeated_eigenvalue_split_by_k_as_a_whole():
 
 def test_fit_with_a_model_and_no_tol_warns_by_the_residual():
     from pyg_spectral import GraphOperator, NeuralSVD
-    op = GraphOperator.from_edge_index(cycle_graph(30), 30, kind='gcn')
+    op = GraphOperator.from_edge_index(cycle_graph(30), num_nodes=30, kind='gcn')
     x = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
     mlp = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.Tanh(), torch.nn.Linear(16, 3))
     with pytest.warns(RuntimeWarning, match='a Ritz residual of .* of the spectral bound'):
@@ -400,7 +400,7 @@ def test_fit_with_a_model_and_no_tol_warns_by_the_residual():
 ])
 def test_fit_names_a_bad_count_or_number(kwargs, error, match):
     from pyg_spectral import GraphOperator, NeuralSVD
-    op = GraphOperator.from_edge_index(cycle_graph(10), 10, kind='laplacian')
+    op = GraphOperator.from_edge_index(cycle_graph(10), num_nodes=10, kind='laplacian')
     with pytest.raises(error, match=match):
         NeuralSVD(2).fit(op, progress=False, **kwargs)
 
@@ -430,7 +430,7 @@ def test_fit_of_a_dense_tensor_says_how_to_wrap_it():
 
 def test_fit_names_a_dtype_mismatch():
     from pyg_spectral import GraphOperator, NeuralSVD
-    op = GraphOperator.from_edge_index(cycle_graph(10), 10, kind='gcn', dtype=torch.float64)
+    op = GraphOperator.from_edge_index(cycle_graph(10), num_nodes=10, kind='gcn', dtype=torch.float64)
     mlp = torch.nn.Linear(4, 2)  # float32
     with pytest.raises(TypeError, match='model parameters are torch.float32 but the operator '
                                         'is torch.float64'):
@@ -454,7 +454,7 @@ def test_fit_names_a_dtype_mismatch():
 
 def test_nan_never_reaches_eigh_unnamed():
     from pyg_spectral import GraphOperator, NeuralSVD
-    op = GraphOperator.from_edge_index(cycle_graph(10), 10, kind='laplacian')
+    op = GraphOperator.from_edge_index(cycle_graph(10), num_nodes=10, kind='laplacian')
     init = torch.randn(10, 2)
     init[3, 1] = float('nan')
     with pytest.raises(ValueError, match='init has NaN or inf values'):
@@ -515,7 +515,7 @@ def test_fit_of_a_zero_operator_is_exact_not_divergent(kind):
     (found by tests/test_properties.py)."""
     from pyg_spectral import GraphOperator, NeuralSVD
     for n, k in ((2, 1), (5, 2)):
-        op = GraphOperator.from_edge_index(torch.zeros(2, 0, dtype=torch.long), n, kind=kind)
+        op = GraphOperator.from_edge_index(torch.zeros(2, 0, dtype=torch.long), num_nodes=n, kind=kind)
         assert torch.equal(op.to_dense(), torch.zeros(n, n))
         with warnings.catch_warnings():
             warnings.simplefilter('error')
@@ -533,7 +533,7 @@ def test_duplicate_weighted_edges_in_any_order_are_undirected():
     from pyg_spectral import GraphOperator
     ei = torch.tensor([[0, 0, 1, 1, 1, 0], [1, 1, 0, 0, 0, 1]])
     w = torch.tensor([1, 1, 1e-4, 1, 1, 1e-4], dtype=torch.float64)
-    op = GraphOperator.from_edge_index(ei, 2, w, kind='laplacian', dtype=torch.float64)
+    op = GraphOperator.from_edge_index(ei, w, 2, kind='laplacian', dtype=torch.float64)
     expected = torch.tensor([[1.0, -1.0], [-1.0, 1.0]], dtype=torch.float64) * (2 + 1e-4)
     assert torch.allclose(op.to_dense(), expected)
 
@@ -675,7 +675,7 @@ def test_operator_with_an_infinite_spectral_bound_is_refused():
 
 def test_svd_form_of_a_two_node_random_walk_matrix_converges():
     from pyg_spectral import GraphOperator, NeuralSVD
-    op = GraphOperator.from_edge_index(torch.tensor([[0, 0], [0, 0]]), 2, kind='rw')  # diag(1, 0)
+    op = GraphOperator.from_edge_index(torch.tensor([[0, 0], [0, 0]]), num_nodes=2, kind='rw')  # diag(1, 0)
     # random starts of two rows differ widely in norm between the two tables;
     # before the pairs were rebalanced, seeds 0 and 4 diverged
     for seed in range(8):
@@ -688,7 +688,7 @@ def test_reported_residual_is_relative_to_the_operators_own_bound():
     # 0..2b; the residual was divided by 2b and read half its true size
     from pyg_spectral import GraphOperator, NeuralSVD
     edge_index, weight = torch.tensor([[0, 1, 2], [0, 2, 1]]), torch.tensor([1e3, 1.0, 1.0])
-    op = GraphOperator.from_edge_index(edge_index, 6, weight, kind='adjacency')
+    op = GraphOperator.from_edge_index(edge_index, weight, 6, kind='adjacency')
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # not converged in 200 steps
         result = NeuralSVD(5).fit(op, largest=True, steps=200, progress=False)
@@ -708,7 +708,7 @@ def test_svd_form_is_invariant_to_the_operator_scale(weight):
     n = 60
     upper = torch.triu(torch.rand(n, n, generator=g) < 0.1, 1)
     ei = torch.cat([upper.nonzero().T, upper.nonzero().T.flip(0)], 1)
-    op = GraphOperator.from_edge_index(ei, n, torch.full((ei.size(1),), weight), kind='adjacency')
+    op = GraphOperator.from_edge_index(ei, torch.full((ei.size(1),), weight), n, kind='adjacency')
     result = NeuralSVD(3, seed=0).fit(op, svd=True, steps=1500, progress=False)
     exact = torch.linalg.svdvals(op.matrix.to_dense().double())[:3]
     assert result.converged

@@ -9,6 +9,7 @@ from torch_geometric.nn.dense.linear import Linear
 from torch_geometric.nn.inits import zeros
 
 from ..operators import GraphOperator, NullSpace
+from ..operators.graph import check_argument_order
 from .amortized import AmortizedEigenbasis
 from .eigenbasis import Eigenbasis, ExactEigenbasis
 
@@ -187,11 +188,24 @@ class LowRankGCNConv(nn.Module):
         if self._owns_basis:
             self.basis.reset_parameters()
 
-    def graph(self, edge_index: Tensor, num_nodes: int, edge_weight: Tensor | None = None,
+    def graph(self, edge_index: Tensor, edge_weight: Tensor | None = None,
+              num_nodes: int | None = None,
               dtype: torch.dtype = torch.float32) -> tuple[GraphOperator, NullSpace | None]:
         r"""The GCN matrix this layer approximates and its component space
         (:obj:`None` with :obj:`components=False`), built once per graph and
-        kept on the basis for the layers that share it."""
+        kept on the basis for the layers that share it.
+
+        Args:
+            edge_index (torch.Tensor): :obj:`[2, m]` edges of an undirected graph.
+            edge_weight (torch.Tensor, optional): :obj:`[m]` non-negative
+                weights. (default: :obj:`None`: all 1)
+            num_nodes (int, optional): the number of nodes. (default:
+                :obj:`None`: one more than the largest index in :obj:`edge_index`)
+            dtype (torch.dtype, optional): of the matrix. (default: :obj:`torch.float32`)
+        """
+        check_argument_order(edge_weight, num_nodes)
+        if num_nodes is None:
+            num_nodes = int(edge_index.max()) + 1 if edge_index.numel() else 0
         cache = self.basis.cached_graph
         if cache is not None and (cache.is_built_from(edge_index, edge_weight, num_nodes, dtype)
                                   or self.cached and cache.has_content_of(
@@ -199,7 +213,7 @@ class LowRankGCNConv(nn.Module):
             if self.components and cache.null is None:
                 cache.null = NullSpace.of_operator(cache.operator)
             return cache.operator, cache.null if self.components else None
-        op = GraphOperator.from_edge_index(edge_index, num_nodes, edge_weight, kind='gcn',
+        op = GraphOperator.from_edge_index(edge_index, edge_weight, num_nodes, kind='gcn',
                                            dtype=dtype)
         null = NullSpace.of_operator(op) if self.components else None
         self.basis.cached_graph = _Graph(edge_index, edge_weight,
@@ -215,7 +229,7 @@ class LowRankGCNConv(nn.Module):
         return powers @ self.response.to(lam.dtype)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
-        op, null = self.graph(edge_index, x.size(0), edge_weight, x.dtype)
+        op, null = self.graph(edge_index, edge_weight, x.size(0), x.dtype)
         U, lam = self.basis(op, null)
         h = self.lin(x)
         out = U @ (self.spectral_response(lam).unsqueeze(-1) * (U.transpose(0, 1) @ h))

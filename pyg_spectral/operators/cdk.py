@@ -82,8 +82,8 @@ class CDK(SampledOperator):
         return op
 
     @classmethod
-    def graph(cls, edge_index: Tensor, num_nodes: int | None = None,
-              edge_weight: Tensor | None = None) -> 'CDK':
+    def graph(cls, edge_index: Tensor, edge_weight: Tensor | None = None,
+              num_nodes: int | None = None) -> 'CDK':
         r"""The edge CDK of an undirected graph: :math:`p(x, y) \propto A_{xy}`
         over node pairs, sampled edge by edge. Its marginal is
         :math:`p(x) = d_x / \mathrm{vol}`, and its singular values are the
@@ -94,10 +94,10 @@ class CDK(SampledOperator):
         by node) learn a spectral embedding from sampled edges alone. The
         models take :obj:`[B]` node indices.
         """
-        num_nodes = validate_graph(edge_index, num_nodes, edge_weight)
+        num_nodes = validate_graph(edge_index, edge_weight, num_nodes)
         if edge_weight is None:
             edge_weight = torch.ones(edge_index.size(1), device=edge_index.device)
-        operator = GraphOperator.from_edge_index(edge_index, num_nodes, edge_weight,
+        operator = GraphOperator.from_edge_index(edge_index, edge_weight, num_nodes,
                                                  kind='sym_adjacency', dtype=torch.float64)
         edge_index, edge_weight = coalesce(edge_index, edge_weight.double(), num_nodes)
         if (edge_weight < 0).any():

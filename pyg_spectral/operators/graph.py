@@ -21,10 +21,44 @@ class DirectedGraphError(ValueError):
     r"""A symmetric kind of graph matrix was asked of a directed graph."""
 
 
-def validate_graph(edge_index: Tensor, num_nodes: int | None,
-                   edge_weight: Tensor | None) -> int:
-    r"""Checks :obj:`edge_index`/:obj:`edge_weight` and returns the number of
-    nodes, raising an error that names the offending argument."""
+def _describe(value: object) -> str:
+    if isinstance(value, Tensor):
+        return f'a {value.dtype} tensor of shape {tuple(value.shape)}'
+    return f'{value!r} ({type(value).__name__})'
+
+
+def check_argument_order(edge_weight: object, num_nodes: object) -> None:
+    r"""Raises :class:`TypeError` where :obj:`edge_weight` and :obj:`num_nodes`
+    look swapped: an integer given as :obj:`edge_weight`, or a vector as
+    :obj:`num_nodes`. The graph arguments of the package follow
+    :mod:`torch_geometric.utils`, :obj:`(edge_index, edge_weight,
+    num_nodes)`; a call written for the order :obj:`(edge_index, num_nodes,
+    edge_weight)` then fails here rather than building another graph."""
+    integer_weight = (isinstance(edge_weight, numbers.Integral) and not isinstance(edge_weight, bool)) \
+        or (isinstance(edge_weight, Tensor) and edge_weight.dim() == 0
+            and not edge_weight.is_floating_point())
+    vector_nodes = isinstance(num_nodes, Tensor) and num_nodes.dim() > 0 and num_nodes.numel() != 1
+    if integer_weight or vector_nodes:
+        raise TypeError(f"got edge_weight={_describe(edge_weight)} and "
+                        f"num_nodes={_describe(num_nodes)}: the graph arguments are "
+                        f"(edge_index, edge_weight, num_nodes), in torch_geometric.utils' order; "
+                        f"pass them in that order or by keyword (num_nodes=...)")
+
+
+def validate_graph(edge_index: Tensor, edge_weight: Tensor | None = None,
+                   num_nodes: int | None = None) -> int:
+    r"""Checks a graph given as PyG gives it and returns its number of nodes,
+    raising an error that names the offending argument.
+
+    Args:
+        edge_index (torch.Tensor): :obj:`[2, m]` edges, :obj:`torch.long`.
+        edge_weight (torch.Tensor, optional): :obj:`[m]` finite floating-point
+            weights on the device of :obj:`edge_index`. (default: :obj:`None`)
+        num_nodes (int, optional): the number of nodes, larger than every
+            index in :obj:`edge_index`. (default: :obj:`None`: one more than
+            the largest index)
+    """
+    check_argument_order(edge_weight, num_nodes)
     if not isinstance(edge_index, Tensor):
         raise TypeError(f"edge_index must be a torch.Tensor, got {type(edge_index).__name__}")
     if edge_index.dtype != torch.long:
@@ -159,21 +193,40 @@ class GraphOperator(LinearOperator):
     def from_edge_index(
         cls,
         edge_index: Tensor,
-        num_nodes: int | None = None,
         edge_weight: Tensor | None = None,
+        num_nodes: int | None = None,
         kind: str = 'gcn',
         is_undirected: bool | None = None,
         dtype: torch.dtype = torch.float32,
     ) -> 'GraphOperator':
-        r"""Builds the :obj:`kind` matrix of a graph.
+        r"""Builds the :obj:`kind` matrix of a graph given as PyG gives it.
 
-        Kinds: :obj:`'adjacency'` (A), :obj:`'gcn'` (:math:`\hat D^{-1/2}(A+I)\hat D^{-1/2}`),
-        :obj:`'sym_adjacency'` (:math:`D^{-1/2} A D^{-1/2}`), :obj:`'laplacian'`
-        (:math:`D - A`), :obj:`'sym_laplacian'` (:math:`I - D^{-1/2} A D^{-1/2}`),
-        :obj:`'rw'` (:math:`D^{-1} A`, not symmetric). Duplicate edges are summed.
-        All kinds but :obj:`'rw'` need an undirected graph; whether it is one is
-        always checked (:obj:`is_undirected=True` is a claim, and a false claim
-        raises).
+        Duplicate edges are summed. All kinds but :obj:`'rw'` need an
+        undirected graph, and whether it is one is always checked.
+
+        Args:
+            edge_index (torch.Tensor): :obj:`[2, m]` edges.
+            edge_weight (torch.Tensor, optional): :obj:`[m]` edge weights,
+                non-negative except for :obj:`'adjacency'`.
+                (default: :obj:`None`: all 1)
+            num_nodes (int, optional): the number of nodes. (default:
+                :obj:`None`: one more than the largest index in
+                :obj:`edge_index`)
+            kind (str, optional): :obj:`'adjacency'` (:math:`A`),
+                :obj:`'gcn'` (:math:`\hat D^{-1/2}(A+I)\hat D^{-1/2}`, the
+                matrix of :class:`~torch_geometric.nn.conv.GCNConv`),
+                :obj:`'sym_adjacency'` (:math:`D^{-1/2} A D^{-1/2}`),
+                :obj:`'laplacian'` (:math:`D - A`), :obj:`'sym_laplacian'`
+                (:math:`I - D^{-1/2} A D^{-1/2}`) or :obj:`'rw'`
+                (:math:`D^{-1} A`, not symmetric; not the random-walk
+                Laplacian :math:`I - D^{-1} A` that
+                :func:`torch_geometric.utils.get_laplacian` names
+                :obj:`'rw'`). (default: :obj:`'gcn'`)
+            is_undirected (bool, optional): accepted for PyG's habit; the
+                graph is checked either way, and :obj:`True` for a directed
+                graph raises :class:`DirectedGraphError`. (default: :obj:`None`)
+            dtype (torch.dtype, optional): :obj:`torch.float32` or
+                :obj:`torch.float64`. (default: :obj:`torch.float32`)
         """
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
@@ -182,7 +235,7 @@ class GraphOperator(LinearOperator):
             # away the normalisation; integers cannot hold it at all
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}; "
                             f"build the matrix in float32 and cast what it produces")
-        num_nodes = validate_graph(edge_index, num_nodes, edge_weight)
+        num_nodes = validate_graph(edge_index, edge_weight, num_nodes)
         if edge_weight is None:
             edge_weight = torch.ones(edge_index.size(1), device=edge_index.device, dtype=dtype)
         else:

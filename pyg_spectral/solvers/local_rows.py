@@ -172,7 +172,7 @@ def local_graph_rows(chunks: Iterable[tuple[Tensor, Tensor | None]], partition: 
 
     The rows, values, halo and spectral bounds are those of
     :meth:`RowBlockOperator.from_operator` on
-    :meth:`GraphOperator.from_edge_index(edge_index, num_nodes, edge_weight, kind, dtype=dtype)
+    :meth:`GraphOperator.from_edge_index(edge_index, edge_weight, num_nodes, kind, dtype=dtype)
     <pyg_spectral.operators.GraphOperator.from_edge_index>` (duplicates
     summed, a directed graph refused, self-loops as there); the values
     agree to rounding (exactly for unweighted graphs), since weights may be

@@ -285,8 +285,8 @@ class AddNeuralSVDPE(BaseTransform):
             raise ValueError("data has no edge_index")
         is_batch = isinstance(data, Batch)
         batch = data.batch if is_batch else None
-        pe, values = self.encode(data.edge_index, data.num_nodes,
-                                 data.get('edge_weight'), batch)
+        pe, values = self.encode(data.edge_index, data.get('edge_weight'),
+                                 data.num_nodes, batch)
         data = add_node_attr(data, pe, attr_name=self.attr_name)
         name = self.attr_name or 'laplacian_eigenvector_pe'
         data[name + '_eigenvalues'] = values
@@ -296,14 +296,23 @@ class AddNeuralSVDPE(BaseTransform):
                            graph_attrs=[name + '_eigenvalues'])
         return data
 
-    def encode(self, edge_index: Tensor, num_nodes: int | None = None,
-               edge_weight: Tensor | None = None,
+    def encode(self, edge_index: Tensor, edge_weight: Tensor | None = None,
+               num_nodes: int | None = None,
                batch: Tensor | None = None) -> tuple[Tensor, Tensor]:
         r"""The encoding :obj:`[n, k]` and eigenvalues :obj:`[G, k]` of a graph
-        or of a batch (:obj:`batch` :obj:`[n]`, sorted, as PyG's), on the
-        device of :obj:`edge_index`."""
+        or of a batch, on the device of :obj:`edge_index`.
+
+        Args:
+            edge_index (torch.Tensor): :obj:`[2, m]` edges of an undirected graph.
+            edge_weight (torch.Tensor, optional): :obj:`[m]` non-negative
+                weights. (default: :obj:`None`: all 1)
+            num_nodes (int, optional): the number of nodes. (default:
+                :obj:`None`: one more than the largest index in :obj:`edge_index`)
+            batch (torch.Tensor, optional): :obj:`[n]` graph of every node,
+                sorted, as PyG's. (default: :obj:`None`: one graph)
+        """
         out_device = edge_index.device
-        problem = self.problem(edge_index, num_nodes, edge_weight, batch)
+        problem = self.problem(edge_index, edge_weight, num_nodes, batch)
         vectors, values = self._gather(problem, self._solve(problem))
         G, k, r, g = problem.num_graphs, self.k, vectors.size(1), problem.batch
         if G == 1 and r == k:  # one graph with k non-zero pairs: no contrasts, no padding
@@ -342,8 +351,8 @@ class AddNeuralSVDPE(BaseTransform):
         return solved, eig
 
     # --------------------------------------------------------------- pieces
-    def problem(self, edge_index: Tensor, num_nodes: int | None,
-                edge_weight: Tensor | None, batch: Tensor | None) -> LaplacianProblem:
+    def problem(self, edge_index: Tensor, edge_weight: Tensor | None = None,
+                num_nodes: int | None = None, batch: Tensor | None = None) -> LaplacianProblem:
         r"""The deflated Laplacian of the graph or batch, on :attr:`device`
         (:meth:`~pyg_spectral.solvers.laplacian.LaplacianProblem.build`)."""
         try:

@@ -113,7 +113,7 @@ class PEEncoder(nn.Module):
     def forward(self, x: Tensor, edge_index: Tensor, edge_weight: Tensor | None = None) -> Tensor:
         r""":obj:`x` :obj:`[n, hidden]` node inputs to :obj:`[n, out_channels]`,
         on the symmetric normalised Laplacian of :obj:`edge_index`."""
-        laplacian = GraphOperator.from_edge_index(edge_index, x.size(0), edge_weight,
+        laplacian = GraphOperator.from_edge_index(edge_index, edge_weight, x.size(0),
                                                   kind='sym_laplacian', dtype=x.dtype)
         return self.filter(x, laplacian)
 

@@ -111,8 +111,8 @@ def precompute_pe(dataset: InMemoryDataset, transform: AddNeuralSVDPE,
         starts = range(0, len(dataset), batch_size)
         for a in tqdm(starts, disable=not progress, desc='AddNeuralSVDPE'):
             batch = Batch.from_data_list([dataset.get(i) for i in range(a, min(a + batch_size, len(dataset)))])
-            p, v = transform.encode(batch.edge_index, batch.num_nodes,
-                                    batch.get('edge_weight'), batch.batch)
+            p, v = transform.encode(batch.edge_index, batch.get('edge_weight'),
+                                    batch.num_nodes, batch.batch)
             pes.append(p)
             vals.append(v)
         pe, values = torch.cat(pes), torch.cat(vals)

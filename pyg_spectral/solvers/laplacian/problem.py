@@ -23,6 +23,7 @@ from torch import Tensor
 from torch_geometric.utils import cumsum
 
 from ...operators import GraphOperator
+from ...operators.graph import check_argument_order
 from ...operators.nullspace import DeflatedLaplacian, NullSpace
 
 LAPLACIAN_KINDS = ('sym_laplacian', 'laplacian')
@@ -142,11 +143,12 @@ class LaplacianProblem:
         """
         if kind not in LAPLACIAN_KINDS:
             raise ValueError(f"kind must be one of {LAPLACIAN_KINDS}, got {kind!r}")
+        check_argument_order(edge_weight, num_nodes)
         device = edge_index.device if device is None else device
         edge_index = edge_index.to(device)
         if edge_weight is not None:
             edge_weight = edge_weight.to(device)
-        laplacian = GraphOperator.from_edge_index(edge_index, num_nodes, edge_weight, kind=kind,
+        laplacian = GraphOperator.from_edge_index(edge_index, edge_weight, num_nodes, kind=kind,
                                                   dtype=torch.float64)
         shift = 1.05 * laplacian.spectral_bounds()[1] or 1.0
         n = laplacian.num_nodes
