@@ -235,7 +235,11 @@ def test_lazy_size():
     op = GraphOperator.from_edge_index(path_graph(10))
     basis = AmortizedEigenbasis(None, 2)
     U, lam = basis(op)
-    assert U.shape == (10, 2) and basis.num_nodes == 10 and basis.weight.shape == (10, 2)
+    assert basis.num_nodes == 10 and basis.weight.shape == (10, 2)
+    # the basis of the weight's span, and its Rayleigh quotients
+    assert torch.allclose(U.T @ U, torch.eye(2), atol=1e-6)
+    assert max_principal_sine(U, basis.weight.detach()) < 1e-5
+    assert torch.allclose(lam, (U * op.matmat(U)).sum(0), atol=1e-6)
 
 
 def test_canonical_signs():
@@ -284,7 +288,9 @@ def test_non_symmetric_dense_matrix_is_refused():
     with pytest.raises(ValueError, match='must be symmetric'):
         amortized_eigh(A, torch.randn(6, 2, dtype=torch.float64))
     S = A + A.T
-    assert AmortizedEigenbasis(6, 2).double()(S)[0].shape == (6, 2)
+    U, lam = AmortizedEigenbasis(6, 2).double()(S)
+    assert torch.allclose(U.T @ U, torch.eye(2, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(lam, (U * (S @ U)).sum(0), atol=1e-12)
     # rounding-level asymmetry (A A^T computed in float32) is accepted
     B = torch.randn(50, 50)
     assert amortized_eigh(B @ B.T, torch.randn(50, 3)).eigenvectors.shape == (50, 3)

@@ -127,8 +127,11 @@ def test_bad_graph_input_names_the_argument(args, error, match):
 
 
 def test_directed_graph_allowed_for_rw():
-    op = GraphOperator.from_edge_index(torch.tensor([[0, 1, 2], [1, 2, 0]]), kind='rw')
+    ei = torch.tensor([[0, 1, 2], [1, 2, 0]])
+    op = GraphOperator.from_edge_index(ei, kind='rw')
     assert not op.is_symmetric
+    # out-degree 1 everywhere: D^-1 A is the cycle's permutation matrix itself
+    assert torch.equal(op.to_dense(), to_dense_adj(ei)[0])
 
 
 def test_matmul_rejects_wrong_shape():

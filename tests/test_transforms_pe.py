@@ -1,6 +1,8 @@
 """AddNeuralSVDPE against closed-form spectra, torch.linalg.eigh and PyG."""
+import inspect
 import math
 import re
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -45,6 +47,35 @@ def check_pairs(L, pe, lam, tol=1e-5):
     k = pe.size(1)
     assert (pe.T @ pe - torch.eye(k, dtype=pe.dtype)).abs().max() < tol
     assert (L @ pe - pe * lam).norm(dim=0).max() < 10 * tol
+
+
+def arpack_attempts(monkeypatch) -> list:
+    r"""Records each attempt of the ARPACK policy as :obj:`(dtype,
+    shift_invert, outcome)`, the outcome the name of its fallback or
+    :obj:`'pairs'`: which path ran, read off the policy rather than guessed
+    from the bits of its output."""
+    from pyg_spectral.solvers.laplacian import arpack
+    real, seen = arpack._attempt, []
+    signature = inspect.signature(real)
+
+    def spy(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs).arguments
+        out = real(*args, **kwargs)
+        seen.append((bound['dtype'], bound['shift_invert'],
+                     out.name if isinstance(out, arpack._Fallback) else 'pairs'))
+        return out
+    monkeypatch.setattr(arpack, '_attempt', spy)
+    return seen
+
+
+def solver_spies(monkeypatch) -> tuple[mock.Mock, mock.Mock]:
+    r"""Counters of the transform's calls of NeuralSVD and of ARPACK."""
+    from pyg_spectral.transforms import add_neuralsvd_pe as pe_module
+    spies = []
+    for name in ('solve_neuralsvd', 'solve_arpack'):
+        spies.append(mock.Mock(wraps=getattr(pe_module, name)))
+        monkeypatch.setattr(pe_module, name, spies[-1])
+    return tuple(spies)
 
 
 @pytest.mark.parametrize('method', METHODS)
@@ -223,11 +254,14 @@ def test_arpack_uncertified_float32_falls_back_to_float64(monkeypatch):
     from pyg_spectral.solvers.laplacian import arpack
     edge_index, n = sparse_random_graph()
     k = 8
-    certified, _ = run(edge_index, n, k, 'arpack')
     double, _ = run(edge_index, n, k, 'arpack', arpack_options=dict(dtype=torch.float64))
-    assert not torch.equal(certified, double)  # the float32 round was kept
+    seen = arpack_attempts(monkeypatch)
+    run(edge_index, n, k, 'arpack')
+    assert seen == [(None, None, 'pairs')]  # the float32 round, certified and kept
+    seen.clear()
     monkeypatch.setattr(arpack, 'CERTIFIED_SINE', 0.0)
     fallback, _ = run(edge_index, n, k, 'arpack')
+    assert seen == [(None, None, 'UNCERTIFIED'), (torch.float64, None, 'pairs')]
     assert torch.equal(fallback, double)
 
 
@@ -276,9 +310,13 @@ def test_arpack_switches_to_shift_invert_when_lanczos_stalls(monkeypatch):
     edge_index, n = sparse_random_graph()
     k = 10
     forced, _ = run(edge_index, n, k, 'arpack', arpack_options=dict(shift_invert=True))
-    assert not torch.equal(run(edge_index, n, k, 'arpack')[0], forced)  # plain Lanczos
+    seen = arpack_attempts(monkeypatch)
+    run(edge_index, n, k, 'arpack')
+    assert seen == [(None, None, 'pairs')]  # plain Lanczos, enough restarts
+    seen.clear()
     monkeypatch.setattr(arpack, 'LANCZOS_RESTARTS', 1)
     assert torch.equal(run(edge_index, n, k, 'arpack')[0], forced)
+    assert seen == [(None, None, 'STALLED'), (None, True, 'pairs')]
     with pytest.raises(ArpackNoConvergence):
         run(edge_index, n, k, 'arpack', arpack_options=dict(shift_invert=False, maxiter=1))
 
@@ -297,12 +335,12 @@ def test_neuralsvd_out_of_steps_warns_and_auto_falls_back_to_arpack(monkeypatch)
 
     edge_index, n = sparse_random_graph()  # not mesh-like: 'auto' tries NeuralSVD
     L, values, vectors = reference(edge_index, n, k)
-    arpack, _ = run(edge_index, n, k, 'arpack')
     monkeypatch.setattr(AddNeuralSVDPE, '_accelerated', staticmethod(lambda problem: True))
     monkeypatch.setattr(AddNeuralSVDPE, 'EXACT_THRESHOLD', 0)  # n = 300: else 'exact'
+    neuralsvd, arpack = solver_spies(monkeypatch)
     with pytest.warns(RuntimeWarning, match='solving it with ARPACK'):
         pe, lam = run(edge_index, n, k, 'auto', neuralsvd_options=dict(steps=50))
-    assert torch.equal(pe, arpack)
+    assert neuralsvd.call_count == 1 and arpack.call_count == 1
     assert max_principal_sine(pe, vectors[:, 1:k + 1]) < 1e-3
     check_pairs(L, pe, lam)
 
@@ -314,13 +352,20 @@ def test_auto_on_accelerator_sends_meshes_to_arpack(monkeypatch):
     import warnings
     monkeypatch.setattr(AddNeuralSVDPE, '_accelerated', staticmethod(lambda problem: True))
     monkeypatch.setattr(AddNeuralSVDPE, 'EXACT_THRESHOLD', 0)
+    neuralsvd, arpack = solver_spies(monkeypatch)
     edge_index, n = mesh_with_components()
     with warnings.catch_warnings():
         warnings.simplefilter('error')
-        pe, _ = run(edge_index, n, 10, 'auto', neuralsvd_options=dict(steps=50))
-    assert torch.equal(pe, run(edge_index, n, 10, 'arpack')[0])
+        run(edge_index, n, 10, 'auto', neuralsvd_options=dict(steps=50))
+    assert neuralsvd.call_count == 0 and arpack.call_count == 1
     edge_index, n = sparse_random_graph()
-    assert torch.equal(run(edge_index, n, 8, 'auto')[0], run(edge_index, n, 8, 'neuralsvd')[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # NeuralSVD's own answer, no fallback
+        pe, lam = run(edge_index, n, 8, 'auto')
+    assert neuralsvd.call_count == 1 and arpack.call_count == 1
+    L, values, vectors = reference(edge_index, n, 8)
+    assert max_principal_sine(pe, vectors[:, 1:9]) < 1e-3
+    check_pairs(L, pe, lam)
 
 
 def test_neuralsvd_without_tol_does_not_warn():
@@ -345,16 +390,13 @@ def test_envelope_ratio_grows_like_sqrt_n_on_meshes_and_like_n_on_expanders():
         assert ratio(grid_graph(side, side), n) < MESH_ENVELOPE * n ** 0.5 < ratio(expander, n)
 
 
-def test_arpack_default_mode_by_envelope():
+def test_arpack_default_mode_by_envelope(monkeypatch):
     r"""Mesh-like graphs (a grid pair, a cycle) go to shift-invert from the
     start, a random graph to plain Lanczos."""
-    for edge_index, n in (mesh_with_components(), (cycle_graph(64), 64)):
-        assert torch.equal(run(edge_index, n, 10, 'arpack')[0],
-                           run(edge_index, n, 10, 'arpack',
-                               arpack_options=dict(shift_invert=True))[0])
-    edge_index, n = sparse_random_graph()
-    assert torch.equal(run(edge_index, n, 10, 'arpack')[0],
-                       run(edge_index, n, 10, 'arpack', arpack_options=dict(shift_invert=False))[0])
+    seen = arpack_attempts(monkeypatch)
+    for edge_index, n in (mesh_with_components(), (cycle_graph(64), 64), sparse_random_graph()):
+        run(edge_index, n, 10, 'arpack')
+    assert seen == [(None, True, 'pairs'), (None, True, 'pairs'), (None, None, 'pairs')]
 
 
 def test_seed_sign_convention_and_attr_name():
@@ -655,11 +697,12 @@ def test_seeded_signs_are_the_same_alone_in_a_batch_and_precomputed(tmp_path):
 
 def test_attr_name_none_on_a_batch_without_x_splits_back():
     graphs = [Data(edge_index=cycle_graph(6), num_nodes=6), Data(edge_index=path_graph(5), num_nodes=5)]
-    out = AddNeuralSVDPE(3, attr_name=None, method='exact', seed=0)(Batch.from_data_list(graphs))
-    assert out.x.shape == (11, 3)
-    parts = out.to_data_list()
+    transform = AddNeuralSVDPE(3, attr_name=None, method='exact', seed=0)
+    parts = transform(Batch.from_data_list(graphs)).to_data_list()
     assert [tuple(p.x.shape) for p in parts] == [(6, 3), (5, 3)]
-    assert torch.equal(torch.cat([p.x for p in parts]), out.x)
+    # each graph's x is its own encoding, the same bits as the graph's alone
+    for part, graph in zip(parts, graphs):
+        assert torch.equal(part.x, transform(graph.clone()).x)
 
 
 def test_directed_graph_gets_advice_that_works():
@@ -668,8 +711,13 @@ def test_directed_graph_gets_advice_that_works():
         AddNeuralSVDPE(1)(directed.clone())
     assert "kind='rw'" not in str(info.value)
     import torch_geometric.transforms as T
-    fixed = AddNeuralSVDPE(1, method='exact')(T.ToUndirected()(directed.clone()))
-    assert fixed.laplacian_eigenvector_pe.shape == (3, 1)
+    undirected = T.ToUndirected()(directed.clone())
+    fixed = AddNeuralSVDPE(1, method='exact')(undirected.clone())
+    # the triangle: L_sym = I - (J - I) / 2, eigenvalues 0, 3/2, 3/2
+    pe, lam = fixed.laplacian_eigenvector_pe.double(), torch.tensor([1.5], dtype=torch.float64)
+    assert torch.allclose(fixed.laplacian_eigenvector_pe_eigenvalues.double(), lam, atol=1e-6)
+    check_pairs(dense_laplacian(undirected.edge_index, 3), pe, lam)
+    assert abs(float(pe.sum())) < 1e-6  # orthogonal to the trivial (constant) vector
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason='checks the no-CUDA message')
