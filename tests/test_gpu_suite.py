@@ -35,7 +35,11 @@ def test_every_part_ran_and_every_checked_result_is_right(smoke):
     result = json.loads((out / 'gpu_suite.json').read_text())
     header = result['header']
     assert header['mode'] == 'smoke' and header['device'] == 'cpu' and header['gpu'] is None
-    assert header['git_commit'] and header['torch']
+    import torch
+    commit = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO, capture_output=True, text=True)
+    assert header['git_commit'] == (commit.stdout.strip() or 'unknown')
+    assert header['torch'] == torch.__version__ and header['cpu_count'] == os.cpu_count()
+    assert header['command'] == f'python benchmarks/gpu_suite.py --smoke --out {out}'
     assert list(result['parts']) == list(PARTS)
     for name, part in result['parts'].items():
         assert part['status'] == 'ok', (name, part)
@@ -51,7 +55,13 @@ def test_every_part_ran_and_every_checked_result_is_right(smoke):
         rows = result['parts'][name]['rows']
         assert all('eig_err' in r and 'sine' in r for r in rows), rows
     hydrogen = result['parts']['hydrogen']['rows'][0]
-    assert hydrogen['steps'] > 0 and hydrogen['steps_per_s'] > 0 and hydrogen['finite']
+    assert hydrogen['finite']
+    # stopped by its budget at a check (every 5 steps), long before its step count
+    assert hydrogen['steps'] % 5 == 0 and 0 < hydrogen['steps'] < _suite().SMOKE_HYDROGEN['steps']
+    # the rate is timed between two checks (the first at step 5) inside the fit, which
+    # is the row's time less its evaluation's
+    assert (hydrogen['steps'] - 5) / hydrogen['steps_per_s'] <= \
+        hydrogen['wall_s'] - hydrogen['eval_s'] + 1e-9
 
 
 def test_markdown_says_gpu_figures_are_not_measured(smoke):
@@ -60,27 +70,32 @@ def test_markdown_says_gpu_figures_are_not_measured(smoke):
     assert 'GPU figures are not measured here' in text
     for name in PARTS:
         assert f'## {name}:' in text
+    # ... which a run on a GPU does not say
+    result = json.loads((out / 'gpu_suite.json').read_text())
+    result['header'].update(mode='full', device='cuda:0', gpu='NVIDIA H200', cuda='12.8')
+    assert 'not measured' not in _suite().markdown(result)
 
 
-def test_full_mode_without_cuda_is_a_clear_error(tmp_path):
+# The command line itself runs in the smoke fixture's child process; the tests
+# below call main() in this process, sparing a fresh interpreter each.
+def test_full_mode_without_cuda_is_a_clear_error(tmp_path, capsys):
     import torch
     if torch.cuda.is_available():
         pytest.skip('CUDA is available here')
-    proc = subprocess.run([sys.executable, str(SCRIPT), '--out', str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 2 and 'CUDA is not available' in proc.stderr
+    with pytest.raises(SystemExit) as exit_:  # the script exits with main()'s code
+        _suite().main(['--out', str(tmp_path)])
+    assert exit_.value.code == 2 and 'CUDA is not available' in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
 
 
 def test_a_part_whose_budget_is_spent_is_skipped_not_failed(tmp_path):
-    proc = subprocess.run([sys.executable, str(SCRIPT), '--smoke', '--parts', 'pe', 'hydrogen',
-                           '--budget', 'pe=0', '--out', str(tmp_path)],
-                          env={**os.environ, 'OMP_NUM_THREADS': '1'},
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # the part that still runs is the quick amortized one: the smoke fixture
+    # already fits hydrogen, whose smoke fit runs until its budget
+    assert _suite().main(['--smoke', '--parts', 'pe', 'amortized', '--budget', 'pe=0',
+                          '--out', str(tmp_path)]) == 0
     parts = json.loads((tmp_path / 'gpu_suite.json').read_text())['parts']
     assert parts['pe']['status'] == 'skipped (budget)'
-    assert parts['hydrogen']['status'] == 'ok'
+    assert parts['amortized']['status'] == 'ok'
 
 
 def _suite():
