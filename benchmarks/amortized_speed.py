@@ -99,8 +99,10 @@ class Solver:
         if self.method == 'amortized':
             res = amortized_eigh(op, self.W, self.k, null=null)
             return res.eigenvectors, res.eigenvalues, res.loss
-        # ARPACK next to the component space starts from seeded vectors: no warm start
-        _, U = exact_eigh(op, self.k, method=self.method,
+        # ARPACK next to the component space starts from seeded vectors: no warm
+        # start. 'eigsh' labels the recorded results; the library calls it 'arpack'
+        method = 'arpack' if self.method == 'eigsh' else self.method
+        _, U = exact_eigh(op, self.k, method=method,
                           init=self.previous if null is None else None, null=null)
         self.previous = U
         return U, (U * op.matmat(U)).sum(0), 0.0
@@ -124,7 +126,7 @@ def lowrank_gcn_rows(names, iters, ks=(K,), components=True):
         op = GraphOperator.from_edge_index(data.edge_index, num_nodes=n, kind='gcn')
         null = NullSpace.of_operator(op) if components else None
         for k in ks:
-            fixed_U = exact_eigh(op, k, method='eigsh', null=null)[1]
+            fixed_U = exact_eigh(op, k, method='arpack', null=null)[1]
             fixed_lam = (fixed_U * op.matmat(fixed_U)).sum(0)
             row = {'graph': f'{name} ({n}x{k})', 'name': name, 'k': k,
                    'components': None if null is None else null.dim}
@@ -374,7 +376,7 @@ def convergence_rows(name, checkpoints=(50, 100, 200, 400, 800)):
     data = load_planetoid(name)[0]
     n = data.num_nodes
     op = GraphOperator.from_edge_index(data.edge_index, num_nodes=n, kind='gcn')
-    vals, vecs = exact_eigh(op, K, method='eigsh')
+    vals, vecs = exact_eigh(op, K, method='arpack')
     # eigenvalue 1 has one eigenvector D^1/2 1_C per connected component C;
     # with more than k components the top-k eigenspace is any k dimensions of them
     from scipy.sparse.csgraph import connected_components

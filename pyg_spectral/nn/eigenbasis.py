@@ -11,7 +11,7 @@ from ..operators import NullSpace
 from ..operators.base import Matrix, matmat, square_size
 from ..operators.nullspace import check_complement
 from ..solvers.exact import EXACT_METHODS, exact_eigh
-from ..solvers.laplacian import DENSE_NODES
+from ..solvers.laplacian import DENSE_NODES, check_method
 from .eigen_loss import EigenLossModule
 
 
@@ -95,19 +95,19 @@ class ExactEigenbasis(Eigenbasis):
         k: number of eigenpairs.
         largest: top-k (:obj:`True`) or bottom-k.
         method: :obj:`'eigh'`, :obj:`'lobpcg'` (warm-started from the
-            previous basis) or :obj:`'eigsh'` (CPU); :obj:`None` picks
-            :obj:`'eigh'` up to 2048 rows, above it :obj:`'eigsh'` on CPU and
-            :obj:`'lobpcg'` elsewhere; next to a component space (a
-            :obj:`null` passed to :meth:`forward`) :obj:`'eigh'` up to
+            previous basis) or :obj:`'arpack'` (SciPy's ARPACK, CPU);
+            :obj:`None` picks :obj:`'eigh'` up to 2048 rows, above it
+            :obj:`'arpack'` on CPU and :obj:`'lobpcg'` elsewhere; next to a
+            component space (a :obj:`null` passed to :meth:`forward`)
+            :obj:`'eigh'` up to
             :obj:`~pyg_spectral.solvers.laplacian.DENSE_NODES` rows, above
-            it :obj:`'eigsh'`.
+            it :obj:`'arpack'`.
     """
 
     def __init__(self, num_nodes: int | None, k: int, largest: bool = True,
                  method: str | None = None) -> None:
         super().__init__(num_nodes, k, largest)
-        if method is not None and method not in EXACT_METHODS:
-            raise ValueError(f"method must be one of {EXACT_METHODS} or None, got {method!r}")
+        check_method(method, EXACT_METHODS, optional=True)
         self.method = method
         self._previous: Tensor | None = None
         self._solved_for: Matrix | None = None
@@ -118,7 +118,7 @@ class ExactEigenbasis(Eigenbasis):
 
     @torch.no_grad()
     def warm_start(self, basis: Tensor) -> 'ExactEigenbasis':
-        r"""Starts the next iterative solve (:obj:`'lobpcg'`, :obj:`'eigsh'`)
+        r"""Starts the next iterative solve (:obj:`'lobpcg'`, :obj:`'arpack'`)
         from :obj:`basis` :obj:`[n, k]`."""
         self._previous, self._solved_for, self._memo = basis.detach().clone(), None, None
         return self
@@ -131,15 +131,15 @@ class ExactEigenbasis(Eigenbasis):
         return U, (U * AU).sum(0)
 
     def _basis(self, operator: Matrix, n: int, null: NullSpace | None) -> Tensor:
-        # solved once per operator; the previous basis warm-starts lobpcg/eigsh
+        # solved once per operator; the previous basis warm-starts lobpcg/arpack
         if self._solved_for is operator:
             return self._previous
         if null is not None:
-            method = self.method or ('eigh' if n <= DENSE_NODES else 'eigsh')
+            method = self.method or ('eigh' if n <= DENSE_NODES else 'arpack')
             self._previous = exact_eigh(operator, self.k, self.largest, method, null=null)[1]
         else:
             method = self.method or ('eigh' if n <= 2048 else
-                                     'eigsh' if operator.device.type == 'cpu' else 'lobpcg')
+                                     'arpack' if operator.device.type == 'cpu' else 'lobpcg')
             init = self._previous if self._previous is not None \
                 and self._previous.size(0) == n else None
             self._previous = exact_eigh(operator, self.k, self.largest, method, init)[1]

@@ -13,9 +13,9 @@ from ..linalg import canonical_signs
 from ..operators import COMPONENT_EIGENVALUE, GraphOperator, NullSpace
 from ..operators.base import Matrix, square_size, to_dense
 from ..operators.nullspace import check_complement
-from .laplacian import nontrivial_eigenpairs
+from .laplacian import check_method, nontrivial_eigenpairs
 
-EXACT_METHODS = ('eigh', 'lobpcg', 'eigsh')
+EXACT_METHODS = ('eigh', 'lobpcg', 'arpack')
 
 
 @torch.no_grad()
@@ -37,14 +37,14 @@ def exact_eigh(
         method: :obj:`'eigh'` (dense :func:`torch.linalg.eigh`),
             :obj:`'lobpcg'` (:func:`torch.lobpcg` on the sparse matrix,
             warm-started from :obj:`init` :obj:`[n, k]` when given) or
-            :obj:`'eigsh'` (SciPy's Lanczos, in float64 on the CPU,
-            relative tolerance 1e-8).
-        init: warm start of :obj:`'lobpcg'`, or of :obj:`'eigsh'` (its
+            :obj:`'arpack'` (SciPy's :func:`~scipy.sparse.linalg.eigsh`,
+            in float64 on the CPU, relative tolerance 1e-8).
+        init: warm start of :obj:`'lobpcg'`, or of :obj:`'arpack'` (its
             first column).
         null: the component space of a :class:`GraphOperator` :obj:`A`, at
             the wanted end: the :obj:`k` pairs next to it are returned, by
             :func:`~pyg_spectral.solvers.laplacian.nontrivial_eigenpairs`
-            (:obj:`'eigh'` or :obj:`'eigsh'`, right on repeated eigenvalues).
+            (:obj:`'eigh'` or :obj:`'arpack'`, right on repeated eigenvalues).
 
     Returns:
         :obj:`(eigenvalues [k], eigenvectors [n, k])`, ordered from the
@@ -52,8 +52,7 @@ def exact_eigh(
         gradient.
     """
     n = square_size(A)
-    if method not in EXACT_METHODS:
-        raise ValueError(f"method must be one of {EXACT_METHODS}, got {method!r}")
+    check_method(method, EXACT_METHODS)
     if not 1 <= k <= n:
         raise ValueError(f"k must be in [1, {n}], got {k}")
     if null is not None:
@@ -63,7 +62,7 @@ def exact_eigh(
                             f"off the graph), got {type(A).__name__}")
         if method == 'lobpcg':
             raise ValueError("method='lobpcg' cannot deflate the component space; use "
-                             "'eigh' or 'eigsh'")
+                             "'eigh' or 'arpack'")
         if largest != (COMPONENT_EIGENVALUE.get(A.kind) == 1.0):
             raise ValueError(f"the component space of kind={A.kind!r} is not at the "
                              f"{'top' if largest else 'bottom'} of its spectrum; pass "

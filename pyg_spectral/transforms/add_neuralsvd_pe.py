@@ -19,8 +19,9 @@ from ..devices import resolve_device
 from ..linalg import canonical_sign_vector
 from ..operators.graph import DirectedGraphError
 from ..solvers.laplacian import (ARPACK_OPTIONS, CONTRACT_KEYS, NEURALSVD_OPTIONS, Eigenpairs,
-                                 LaplacianProblem, NeuralSVDNoConvergence, check_solver_options,
-                                 is_mesh_like, solve_arpack, solve_dense, solve_neuralsvd)
+                                 LaplacianProblem, NeuralSVDNoConvergence, check_method,
+                                 check_solver_options, is_mesh_like, solve_arpack, solve_dense,
+                                 solve_neuralsvd)
 from .encoder import encoder_solve
 from .signs import seeded_signs
 
@@ -252,8 +253,7 @@ class AddNeuralSVDPE(BaseTransform):
     ) -> None:
         if not isinstance(k, int) or isinstance(k, bool) or k <= 0:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        if method not in METHODS:
-            raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        check_method(method, METHODS)
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be 'sym' or None, got {normalization!r}")
         if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool)):

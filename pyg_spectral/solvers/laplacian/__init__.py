@@ -19,14 +19,14 @@ from .dense import buckets, solve_dense
 from .neuralsvd import NEURALSVD_DEFAULTS, NeuralSVDNoConvergence, solve_neuralsvd
 from .nontrivial import COMPONENT_SOLVERS, DENSE_NODES, nontrivial_eigenpairs
 from .options import (ARPACK_OPTIONS, CONTRACT_KEYS, NEURALSVD_OPTIONS, SolverOption,
-                      check_solver_options)
+                      check_method, check_solver_options)
 from .problem import Eigenpairs, GraphProblem, LaplacianProblem, envelope_ratio, graph_seed
 
 __all__ = [
     'LaplacianProblem', 'GraphProblem', 'Eigenpairs', 'envelope_ratio', 'graph_seed',
     'solve_dense', 'buckets', 'solve_arpack', 'is_mesh_like', 'solve_neuralsvd',
     'NeuralSVDNoConvergence', 'nontrivial_eigenpairs', 'ARPACK_OPTIONS', 'NEURALSVD_OPTIONS',
-    'CONTRACT_KEYS', 'SolverOption', 'check_solver_options', 'CERTIFIED_SINE', 'LANCZOS_RESTARTS',
+    'CONTRACT_KEYS', 'SolverOption', 'check_method', 'check_solver_options', 'CERTIFIED_SINE', 'LANCZOS_RESTARTS',
     'MESH_ENVELOPE', 'PROBE_TOL', 'SHIFT_INVERT_SIGMA', 'NEURALSVD_DEFAULTS', 'COMPONENT_SOLVERS',
     'DENSE_NODES',
 ]

@@ -12,12 +12,13 @@ from ...operators import GraphOperator
 from ...operators.nullspace import COMPONENT_EIGENVALUE, NullSpace
 from .arpack import solve_arpack
 from .dense import solve_dense
+from .options import check_method
 from .problem import LaplacianProblem
 
 # Up to this size the layer's exact basis is one dense float64 eigh; above it
 # ARPACK with the recovery rounds of solve_arpack (30x faster on Cora, k = 64)
 DENSE_NODES = 1024
-COMPONENT_SOLVERS = ('eigh', 'eigsh')
+COMPONENT_SOLVERS = ('eigh', 'arpack')
 
 
 @torch.no_grad()
@@ -35,8 +36,8 @@ def nontrivial_eigenpairs(operator: GraphOperator, null: NullSpace, k: int,
             :obj:`COMPONENT_EIGENVALUE`).
         null: its component space.
         k: number of eigenpairs, at most :math:`n -` :obj:`null.dim`.
-        method: :obj:`'eigh'` (dense, float64), :obj:`'eigsh'` (ARPACK,
-            float64, CPU) or :obj:`None` (:obj:`'eigh'` up to
+        method: :obj:`'eigh'` (dense, float64), :obj:`'arpack'`
+            (:func:`solve_arpack`, float64, CPU) or :obj:`None` (:obj:`'eigh'` up to
             :obj:`DENSE_NODES` nodes).
         seed: ARPACK's starting vectors.
 
@@ -47,8 +48,7 @@ def nontrivial_eigenpairs(operator: GraphOperator, null: NullSpace, k: int,
     if operator.kind not in COMPONENT_EIGENVALUE:
         raise ValueError(f"operator must be of a kind in {tuple(COMPONENT_EIGENVALUE)}, "
                          f"got kind={operator.kind!r}")
-    if method is not None and method not in COMPONENT_SOLVERS:
-        raise ValueError(f"method must be one of {COMPONENT_SOLVERS} or None, got {method!r}")
+    check_method(method, COMPONENT_SOLVERS, optional=True)
     n = operator.num_nodes
     if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= n - null.dim:
         raise ValueError(f"k must be an integer in [1, {n - null.dim}] (the {n} nodes minus "

@@ -89,6 +89,19 @@ CONTRACT_KEYS: dict[str, str] = {
 }
 
 
+def check_method(method: object, choices: tuple, optional: bool = False) -> None:
+    r"""Raises :class:`ValueError` unless :obj:`method` is one of
+    :obj:`choices` (or :obj:`None` where :obj:`optional`). SciPy's
+    :func:`~scipy.sparse.linalg.eigsh` (ARPACK) is named :obj:`'arpack'`
+    throughout the package, so :obj:`'eigsh'` gets that name in the error."""
+    if optional and method is None or method in choices:
+        return
+    also = ' or None' if optional else ''
+    hint = (" (SciPy's eigsh, ARPACK, is method='arpack' in this package)"
+            if method == 'eigsh' and 'arpack' in choices else '')
+    raise ValueError(f"method must be one of {choices}{also}, got {method!r}{hint}")
+
+
 def check_solver_options(argument: str, options: Mapping[str, Any] | None,
                          table: Mapping[str, SolverOption]) -> dict[str, Any]:
     r"""A copy of :obj:`options` (:obj:`{}` for :obj:`None`) once every key is
