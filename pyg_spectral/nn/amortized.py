@@ -179,7 +179,9 @@ def amortized_svd(
 
 class AmortizedEigenbasis(Eigenbasis):
     r"""A learned top-k (or bottom-k) eigenbasis of a symmetric matrix of
-    size :obj:`num_nodes`, trained by the model's optimizer through an
+    size :obj:`num_nodes`, from the `"Amortized Eigendecomposition for Neural
+    Networks" <https://neurips.cc/virtual/2024/poster/95360>`_ paper (Li,
+    Shi, Zhao, Lin, NeurIPS 2024): trained by the model's optimizer through an
     eigen-loss (see the module docstring);
     :class:`~pyg_spectral.nn.eigenbasis.ExactEigenbasis` is its exact
     counterpart.
@@ -191,21 +193,26 @@ class AmortizedEigenbasis(Eigenbasis):
         loss = task_loss + pyg_spectral.nn.eigen_loss(model)
 
     Args:
-        num_nodes: size :math:`n` of the matrix; :obj:`None` creates :math:`W`
-            lazily at the first forward (create the optimizer after it).
-        k: number of eigenpairs.
-        largest: top-k (:obj:`True`) or bottom-k.
-        loss: :obj:`'brockett'` (ordered, default), :obj:`'convex'` or
-            :obj:`'trace'` (eigenspace only), see
-            :mod:`pyg_spectral.losses.eigen_losses`.
-        loss_weight: :math:`\eta`, the weight of the eigen-loss in the total.
-            :math:`W` gets no other gradient, so under Adam it only matters
-            relative to weight decay.
-        weights: Brockett's :math:`N` (:obj:`[k]`), default
-            :func:`~pyg_spectral.losses.eigen_losses.brockett_weights`.
-        init_scale: standard deviation of the random initial :math:`W`. An
-            adaptive optimizer (Adam) moves each entry by about its learning
-            rate per step, so this sets the relative step size of the basis.
+        num_nodes (int or None): size :math:`n` of the matrix; :obj:`None`
+            creates :math:`W` lazily at the first forward (create the
+            optimizer after it).
+        k (int): number of eigenpairs.
+        largest (bool, optional): top-k (:obj:`True`) or bottom-k.
+            (default: :obj:`True`)
+        loss (str, optional): :obj:`'brockett'` (ordered), :obj:`'convex'`
+            or :obj:`'trace'` (eigenspace only), see
+            :mod:`pyg_spectral.losses.eigen_losses`. (default: :obj:`'brockett'`)
+        loss_weight (float, optional): :math:`\eta`, the weight of the
+            eigen-loss in the total. :math:`W` gets no other gradient, so
+            under Adam it only matters relative to weight decay.
+            (default: :obj:`1.0`)
+        weights (torch.Tensor, optional): Brockett's :math:`N` (:obj:`[k]`,
+            strictly decreasing). (default: :obj:`None`:
+            :func:`~pyg_spectral.losses.eigen_losses.brockett_weights`)
+        init_scale (float, optional): standard deviation of the random
+            initial :math:`W`. An adaptive optimizer (Adam) moves each entry
+            by about its learning rate per step, so this sets the relative
+            step size of the basis. (default: :obj:`0.1`)
     """
 
     def __init__(

@@ -16,25 +16,31 @@ class EigenfunctionMLP(nn.Module):
 
     - Smooth activations (default softplus): the Laplacian of a ReLU network
       is zero almost everywhere.
-    - Optional Gaussian Fourier features (Tancik et al., 2020):
+    - Optional Gaussian Fourier features, from the `"Fourier Features Let
+      Networks Learn High Frequency Functions in Low Dimensional Domains"
+      <https://arxiv.org/abs/2006.10739>`_ paper (Tancik et al., 2020):
       :math:`x \mapsto [\cos 2\pi Bx, \sin 2\pi Bx]` with a fixed
       :math:`B \sim \mathcal{N}(0, \sigma^2)`, which lets a small network
       fit oscillating functions; :math:`\sigma` sets the resolution
       relative to the scale of :math:`x`.
     - :obj:`disjoint=True`: :obj:`k` separate MLPs (one per component,
-      evaluated together as batched matrix products), as the NeuralSVD paper
-      uses with sequential nesting so that a later component cannot disturb
+      evaluated together as batched matrix products), as the `NeuralSVD paper
+      <https://proceedings.mlr.press/v235/ryu24b.html>`_ uses with sequential nesting so that a later component cannot disturb
       an earlier one through shared weights.
 
     Args:
-        in_channels: :math:`d`.
-        out_channels: :obj:`k`.
-        hidden_channels: width of the hidden layers.
-        num_layers: number of hidden layers.
-        activation: :obj:`'softplus'`, :obj:`'tanh'`, :obj:`'silu'` or :obj:`'gelu'`.
-        fourier_features: number of random frequencies (:obj:`0`: raw input).
-        fourier_scale: :math:`\sigma` of the frequencies.
-        disjoint: one MLP per output.
+        in_channels (int): :math:`d`, the dimension of the input points.
+        out_channels (int): :obj:`k`, the number of functions.
+        hidden_channels (int, optional): width of the hidden layers.
+            (default: :obj:`128`)
+        num_layers (int, optional): number of hidden layers. (default: :obj:`3`)
+        activation (str, optional): :obj:`'softplus'`, :obj:`'tanh'`,
+            :obj:`'silu'` or :obj:`'gelu'`. (default: :obj:`'softplus'`)
+        fourier_features (int, optional): number of random frequencies
+            (:obj:`0`: the raw input). (default: :obj:`0`)
+        fourier_scale (float, optional): :math:`\sigma` of the frequencies.
+            (default: :obj:`1.0`)
+        disjoint (bool, optional): one MLP per output. (default: :obj:`False`)
 
     Shapes:
         input :obj:`[B, d]`, output :obj:`[B, k]`.

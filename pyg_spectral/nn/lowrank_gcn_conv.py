@@ -103,8 +103,8 @@ class LowRankGCNConv(nn.Module):
             :obj:`False`).
         response_degree (int, optional): learn the spectral response
             :math:`g(\lambda) = \sum_{j \le d} \theta_j \lambda^j` of degree
-            :math:`d`, initialised to :math:`g(\lambda) = \lambda`; :obj:`None`
-            (default) keeps :math:`g(\lambda) = \lambda`.
+            :math:`d`, initialised to :math:`g(\lambda) = \lambda`.
+            (default: :obj:`None`: :math:`g(\lambda) = \lambda`, fixed)
         cached (bool, optional): also reuse the matrix of the last graph when
             a call passes *other* tensors holding the same graph (checked by a
             linear-time comparison); as in :class:`GCNConv`, for one fixed
@@ -113,8 +113,8 @@ class LowRankGCNConv(nn.Module):
             never ignored (default: :obj:`False`).
         bias (bool, optional): learn an additive bias (default: :obj:`True`).
         num_nodes (int, optional): number of nodes, which sizes the amortized
-            basis; if :obj:`None` it is taken from the first call (create the
-            optimizer after it).
+            basis. (default: :obj:`None`: taken from the first call; create
+            the optimizer after it)
         **basis_kwargs (optional): passed to the basis the layer creates:
             :class:`AmortizedEigenbasis` (e.g. :obj:`loss`,
             :obj:`loss_weight`) or :class:`ExactEigenbasis` (:obj:`method`).

@@ -166,15 +166,15 @@ class GraphOperator(LinearOperator):
     product; the matrix is never densified.
 
     Args:
-        matrix: sparse CSR tensor :obj:`[n, n]`.
-        kind: one of :obj:`KINDS`.
-        bounds: safe :obj:`(lower, upper)` eigenvalue bounds (singular-value
-            bounds for :obj:`'rw'`).
-        degree: :obj:`[n]` the degrees that normalised the matrix
-            (:math:`\hat d` for :obj:`'gcn'`, :math:`d` for :obj:`'sym_adjacency'`
-            and :obj:`'sym_laplacian'`), :obj:`None` for the other kinds; the
+        matrix (torch.Tensor): sparse CSR tensor :obj:`[n, n]`.
+        kind (str): one of :obj:`KINDS` (see :meth:`from_edge_index`).
+        bounds (tuple[float, float]): safe :obj:`(lower, upper)` eigenvalue
+            bounds (singular-value bounds for :obj:`'rw'`).
+        degree (torch.Tensor, optional): :obj:`[n]` the degrees that
+            normalised the matrix (:math:`\hat d` for :obj:`'gcn'`, :math:`d`
+            for :obj:`'sym_adjacency'` and :obj:`'sym_laplacian'`); the
             closed-form eigenvectors of :class:`~pyg_spectral.operators.NullSpace`
-            are built from them.
+            are built from them. (default: :obj:`None`, for the other kinds)
     """
 
     def __init__(self, matrix: Tensor, kind: str, bounds: tuple[float, float],

@@ -142,7 +142,10 @@ class _Run:
 
 class NeuralSVD:
     r"""Learns the top-:obj:`k` eigenvectors (or singular vectors) of an
-    operator with the NestedLoRA objective (Ryu et al., ICML 2024).
+    operator with the NestedLoRA objective of the `"Operator SVD with Neural
+    Networks via Nested Low-Rank Approximation"
+    <https://proceedings.mlr.press/v235/ryu24b.html>`_ paper (Ryu et al.,
+    ICML 2024).
 
     .. code-block:: python
 
@@ -152,31 +155,39 @@ class NeuralSVD:
         res.eigenvectors  # [n, 8], orthonormal
 
     Args:
-        k: number of components.
-        nesting: :obj:`'joint'` or :obj:`'sequential'` (see :class:`~pyg_spectral.losses.NestedLoRA`).
-        level_weights: joint-nesting weights (default uniform).
-        optimizer: :obj:`'sgd'` (Nesterov momentum; the default for a free
-            table, with a step size from the operator's spectral bound) or
-            :obj:`'adam'` (the default for neural models).
-        momentum: momentum of :obj:`'sgd'` (default 0.97 with Ritz restarts,
-            whose heavy ball suits the small relative gaps at the ends of
-            graph spectra, else 0.9).
-        grad_clip: clip the gradient norm to this value (:obj:`None`: off).
-        seed: seed of the free table's random start.
-        step_scale: SGD step for a free table, in units of n / spectral bound
-            (default 0.15 with Ritz restarts, else 0.125; larger steps made
-            sequential nesting diverge, whose update is not a gradient).
-        oversample: for a free table in the EVD form, fit :obj:`k + oversample`
-            columns and return the first :obj:`k` (default :obj:`max(4, k // 2)`,
-            capped by n). As in subspace iteration, the first k then converge
-            at the rate of the gap to eigenvalue k + oversample + 1 instead
-            of k + 1, which matters where eigenvalues cluster (PubMed's low end).
-        ritz_restart: for a free table (EVD form), rotate the table onto the
-            Rayleigh-Ritz vectors of its span at every check. Nesting alone
-            orders components at a rate proportional to the eigenvalue gaps
-            inside the subspace, which is slow for clustered spectra (e.g.
-            the low end of a Laplacian); the restart makes the order exact
-            and leaves only the subspace to converge.
+        k (int): number of components.
+        nesting (str, optional): :obj:`'joint'` or :obj:`'sequential'` (see
+            :class:`~pyg_spectral.losses.NestedLoRA`). (default: :obj:`'joint'`)
+        level_weights (torch.Tensor, optional): joint-nesting weights
+            :obj:`[k]`. (default: :obj:`None`: uniform)
+        optimizer (str, optional): :obj:`'sgd'` (Nesterov momentum, with a
+            step size from the operator's spectral bound) or :obj:`'adam'`.
+            (default: :obj:`None`: :obj:`'sgd'` for a free table,
+            :obj:`'adam'` for neural models)
+        momentum (float, optional): momentum of :obj:`'sgd'`. (default:
+            :obj:`None`: 0.97 with Ritz restarts, whose heavy ball suits the
+            small relative gaps at the ends of graph spectra, else 0.9)
+        grad_clip (float, optional): clip the gradient norm to this value.
+            (default: :obj:`None`: off)
+        seed (int, optional): seed of the free table's random start.
+            (default: :obj:`0`)
+        step_scale (float, optional): SGD step for a free table, in units of
+            n / spectral bound; larger steps made sequential nesting diverge,
+            whose update is not a gradient. (default: :obj:`None`: 0.15 with
+            Ritz restarts, else 0.125)
+        oversample (int, optional): for a free table in the EVD form, fit
+            :obj:`k + oversample` columns and return the first :obj:`k`. As
+            in subspace iteration, the first k then converge at the rate of
+            the gap to eigenvalue k + oversample + 1 instead of k + 1, which
+            matters where eigenvalues cluster (PubMed's low end). (default:
+            :obj:`None`: :obj:`max(4, k // 2)`, capped by n)
+        ritz_restart (bool, optional): for a free table (EVD form), rotate the
+            table onto the Rayleigh-Ritz vectors of its span at every check.
+            Nesting alone orders components at a rate proportional to the
+            eigenvalue gaps inside the subspace, which is slow for clustered
+            spectra (e.g. the low end of a Laplacian); the restart makes the
+            order exact and leaves only the subspace to converge.
+            (default: :obj:`True`)
     """
 
     def __init__(self, k: int, nesting: str = 'joint', level_weights: Tensor | None = None,

@@ -116,8 +116,9 @@ def _solver_keywords_error(method: str, kwargs: dict[str, Any]) -> TypeError:
 
 @functional_transform('add_neuralsvd_pe')
 class AddNeuralSVDPE(BaseTransform):
-    r"""Adds the Laplacian eigenvector positional encoding (Dwivedi et al.,
-    "Benchmarking Graph Neural Networks") to a graph or to a whole
+    r"""Adds the Laplacian eigenvector positional encoding from the
+    `"Benchmarking Graph Neural Networks" <https://arxiv.org/abs/2003.00982>`_
+    paper (Dwivedi et al.) to a graph or to a whole
     :class:`~torch_geometric.data.Batch` (functional name:
     :obj:`add_neuralsvd_pe`), with the contract of PyG's
     :class:`~torch_geometric.transforms.AddLaplacianEigenvectorPE`: the
@@ -169,16 +170,22 @@ class AddNeuralSVDPE(BaseTransform):
       within ``threadpoolctl.threadpool_limits(1)``.
 
     Args:
-        k: number of non-trivial eigenvectors.
-        attr_name: attribute to store the encoding in (:obj:`None`:
-            concatenate to :obj:`data.x`).
-        is_undirected: accepted for compatibility with PyG; the graph must be
-            undirected either way (checked; a directed graph raises
-            :class:`ValueError`: symmetrise it first, e.g. with
+        k (int): number of non-trivial eigenvectors.
+        attr_name (str, optional): attribute to store the encoding in
+            (:obj:`None`: concatenate to :obj:`data.x`).
+            (default: :obj:`'laplacian_eigenvector_pe'`)
+        is_undirected (bool, optional): accepted for compatibility with PyG;
+            the graph must be undirected either way (checked; a directed
+            graph raises :class:`ValueError`: symmetrise it first, e.g. with
             :class:`torch_geometric.transforms.ToUndirected`).
-        normalization: :obj:`'sym'` (:math:`I - D^{-1/2} A D^{-1/2}`, as PyG)
-            or :obj:`None` (:math:`D - A`).
-        method: :obj:`'exact'` (batched dense :func:`torch.linalg.eigh` on
+            (default: :obj:`False`)
+        normalization (str, optional): :obj:`'sym'` (:math:`I - D^{-1/2} A
+            D^{-1/2}`, as PyG) or :obj:`None` (:math:`D - A`), the values of
+            :func:`torch_geometric.utils.get_laplacian`'s argument (the kinds
+            :obj:`'sym_laplacian'` and :obj:`'laplacian'` of
+            :meth:`~pyg_spectral.operators.GraphOperator.from_edge_index`).
+            (default: :obj:`'sym'`)
+        method (str, optional): :obj:`'exact'` (batched dense :func:`torch.linalg.eigh` on
             padded blocks), :obj:`'neuralsvd'` (NestedLoRA on the deflated,
             shifted Laplacian, sparse, on :obj:`device`), :obj:`'arpack'`
             (SciPy's :func:`~scipy.sparse.linalg.eigsh` on the deflated
@@ -192,14 +199,19 @@ class AddNeuralSVDPE(BaseTransform):
             (its Krylov space cannot outgrow the number of distinct
             eigenvalues, which is small for trees and other symmetric
             graphs; it returned wrong pairs on such molecule-like graphs).
-        encoder: a fitted :class:`~pyg_spectral.transforms.PEEncoder`:
-            inductive mode, no eigensolve (see its docs); overrides
-            :obj:`method` for graphs it can encode.
-        device: where to solve (default: the data's device); the result comes
-            back on the data's device.
-        random_sign: flip each column's sign at random (as PyG).
-        seed: seed of the random signs and of the iterative solvers' starts.
-        arpack_options: settings of ARPACK (:obj:`method='arpack'` or
+            (default: :obj:`'auto'`)
+        encoder (PEEncoder, optional): a fitted
+            :class:`~pyg_spectral.transforms.PEEncoder`: inductive mode, no
+            eigensolve (see its docs); overrides :obj:`method` for graphs it
+            can encode. (default: :obj:`None`)
+        device (torch.device or str, optional): where to solve; the result
+            comes back on the data's device. (default: :obj:`None`: the
+            data's device)
+        random_sign (bool, optional): flip each column's sign at random (as
+            PyG). (default: :obj:`True`)
+        seed (int, optional): seed of the random signs and of the iterative
+            solvers' starts. (default: :obj:`None`: torch's global generator)
+        arpack_options (dict, optional): settings of ARPACK (:obj:`method='arpack'` or
             :obj:`'auto'`), a dict with keys from
             :obj:`~pyg_spectral.solvers.laplacian.ARPACK_OPTIONS`: :obj:`tol`
             (default 1e-8), :obj:`ncv` and :obj:`maxiter` of :func:`eigsh`;
@@ -211,7 +223,8 @@ class AddNeuralSVDPE(BaseTransform):
             mesh-like graphs, plain Lanczos for the others, switching to
             shift-invert when it stalls); see
             :func:`~pyg_spectral.solvers.laplacian.solve_arpack`.
-        neuralsvd_options: settings of NeuralSVD (:obj:`method='neuralsvd'`
+            (default: :obj:`None`)
+        neuralsvd_options (dict, optional): settings of NeuralSVD (:obj:`method='neuralsvd'`
             or :obj:`'auto'`), a dict with keys from
             :obj:`~pyg_spectral.solvers.laplacian.NEURALSVD_OPTIONS`:
             :obj:`steps`, :obj:`tol`, :obj:`check_every`, :obj:`lr`,
@@ -222,6 +235,7 @@ class AddNeuralSVDPE(BaseTransform):
             :class:`~pyg_spectral.solvers.NeuralSVD`. A graph that does not
             converge within :obj:`steps` emits a :class:`RuntimeWarning`,
             and under :obj:`'auto'` is solved again with ARPACK on the CPU.
+            (default: :obj:`None`)
 
     Both option dicts are checked here: an unknown key, a value of the
     wrong kind, options of a solver that :obj:`method` never runs, and the

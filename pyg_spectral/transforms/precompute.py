@@ -78,6 +78,16 @@ def precompute_pe(dataset: InMemoryDataset, transform: AddNeuralSVDPE,
     gives a warning naming it, and the computed encodings are still
     attached. With :obj:`random_sign=True` the flips are drawn per chunk
     from :obj:`transform.seed` (set one for a reproducible cache).
+
+    Args:
+        dataset (InMemoryDataset): the graphs; not a view
+            (:obj:`dataset[idx]`).
+        transform (AddNeuralSVDPE): the encoding to add.
+        cache_dir (str or os.PathLike, optional): where to keep the
+            encodings between runs. (default: :obj:`None`: no cache)
+        batch_size (int, optional): graphs solved together. (default:
+            :obj:`4096`)
+        progress (bool, optional): show a progress bar. (default: :obj:`True`)
     """
     if not isinstance(dataset, InMemoryDataset):
         raise TypeError(f"dataset must be an InMemoryDataset, got {type(dataset).__name__}")
