@@ -29,10 +29,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
 import os
-import platform
 import statistics
+import sys
 import time
 
 import torch
@@ -45,6 +44,9 @@ from pyg_spectral.datasets import load_planetoid
 from pyg_spectral.nn import amortized_eigh, amortized_svd, exact_eigh
 from pyg_spectral.linalg import signed_qr
 from pyg_spectral.operators import GraphOperator, NullSpace
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import machine_header  # noqa: E402
 
 PAPER_SPEEDUP = {'Cora': 23.4, 'CiteSeer': 23.7, 'PubMed': 615.2}
 K = 16
@@ -430,10 +432,7 @@ def main(argv=None):
     p.add_argument('--skip', nargs='*', default=[], choices=['gcn', 'nuclear', 'pca', 'changing', 'convergence'])
     p.add_argument('--out')
     args = p.parse_args(argv)
-    header = (f"Run {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M UTC} on "
-              f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
-              f"{torch.get_num_threads()} thread(s), CPU; load average before: "
-              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}. GPU not measured.")
+    header = machine_header()
     print(header, flush=True)
     sections = [header]
     if 'gcn' not in args.skip:

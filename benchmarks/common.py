@@ -1,21 +1,27 @@
-"""Measurement helpers shared by the benchmark scripts: synthetic graphs, a
-time-limited run in a child process (wall time, peak memory), a trusted
-reference eigenspace and sign/rotation-invariant errors."""
+"""What the benchmark scripts share, so that they measure alike: the graph
+families, the CPU peers, a trusted reference eigenspace, one definition of
+a WRONG result, a time-limited run in a child process (wall time, peak
+memory) and one machine header."""
 from __future__ import annotations
 
 import multiprocessing as mp
 import os
 import pickle
+import platform
+import subprocess
+import sys
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 from scipy.sparse.csgraph import connected_components
 from scipy.sparse.linalg import LinearOperator as ScipyOperator, eigsh, splu
-from torch_geometric.utils import coalesce, to_scipy_sparse_matrix, to_undirected
+from torch_geometric.data import Data
+from torch_geometric.utils import coalesce, get_laplacian, to_scipy_sparse_matrix, to_undirected
 
 from pyg_spectral.metrics import max_principal_sine
 
@@ -114,6 +120,116 @@ def block_graph(n: int, blocks: int = 32, degree: int = 10, inside: float = 0.9,
     return coalesce(to_undirected(ei, num_nodes=n), num_nodes=n)
 
 
+def sym_laplacian(edge_index: torch.Tensor, n: int, edge_weight=None) -> sp.csr_matrix:
+    r"""PyG's symmetric normalized Laplacian, in float64 from the weights on
+    (a float32 normalisation splits Cora's 78 zero eigenvalues by ~1e-8,
+    which hides the degenerate cluster)."""
+    w = torch.ones(edge_index.size(1), dtype=torch.float64) if edge_weight is None \
+        else edge_weight.double()
+    ei, w = get_laplacian(edge_index, w, 'sym', num_nodes=n)
+    return to_scipy_sparse_matrix(ei, w, n).tocsr()
+
+
+def radius_graph(points: np.ndarray, degree: float) -> Data:
+    r"""The random geometric graph of :obj:`points` in the unit square: an
+    edge between points closer than the radius of mean degree :obj:`degree`."""
+    from scipy.spatial import cKDTree
+    n = len(points)
+    pairs = cKDTree(points).query_pairs(np.sqrt(degree / (np.pi * n)), output_type='ndarray')
+    return Data(edge_index=to_undirected(torch.from_numpy(pairs.T).long(), num_nodes=n), num_nodes=n)
+
+
+def random_geometric(n: int, degree: float, seed: int) -> Data:
+    r""":func:`radius_graph` of :obj:`n` uniform points (a mesh-like graph,
+    several components at small degrees)."""
+    return radius_graph(np.random.default_rng(seed).random((n, 2)), degree)
+
+
+def largest_component_mask(data: Data) -> np.ndarray:
+    A = to_scipy_sparse_matrix(data.edge_index, None, data.num_nodes)
+    _, labels = connected_components(A, directed=False)
+    return labels == np.bincount(labels).argmax()
+
+
+def largest_component(data: Data) -> Data:
+    keep = largest_component_mask(data)
+    index = -np.ones(data.num_nodes, dtype=np.int64)
+    index[keep] = np.arange(keep.sum())
+    ei = data.edge_index.numpy()
+    mask = keep[ei[0]] & keep[ei[1]]
+    return Data(edge_index=torch.from_numpy(index[ei[:, mask]]), num_nodes=int(keep.sum()))
+
+
+def molecule_like(count: int, seed: int, sizes: tuple[int, int] = (10, 61)) -> list[Data]:
+    r"""Random trees of 10-60 nodes (:obj:`sizes`, end excluded) with valence
+    <= 4, plus one ring closure per ~8 nodes between nodes 4-7 bonds apart:
+    sparse, connected, rings."""
+    rng = np.random.default_rng(seed)
+    graphs = []
+    for _ in range(count):
+        n = int(rng.integers(*sizes))
+        parent, deg, depth, edges = [-1], [0], [0], []
+        for v in range(1, n):
+            while True:
+                u = int(rng.integers(0, v))
+                if deg[u] < 4:
+                    break
+            edges.append((u, v))
+            deg[u] += 1
+            deg.append(1)
+            parent.append(u)
+            depth.append(depth[u] + 1)
+        for _ in range(n // 8):
+            a, b = rng.integers(0, n, 2)
+            if a != b and deg[a] < 4 and deg[b] < 4 and abs(depth[a] - depth[b]) <= 3:
+                edges.append((int(a), int(b)))
+                deg[a] += 1
+                deg[b] += 1
+        ei = torch.tensor(edges, dtype=torch.long).t()
+        graphs.append(Data(edge_index=to_undirected(ei, num_nodes=n), num_nodes=n))
+    return graphs
+
+
+# ------------------------------------------------------------------ peers
+# The CPU peers every script compares with, on a symmetric matrix L (SciPy
+# sparse, float64): the `count` smallest eigenpairs, ascending. A script
+# chooses the settings it reports (a start, a precision), not another
+# implementation.
+SHIFT_INVERT_SIGMA = -1e-3
+
+
+def eigsh_smallest(L, count: int, v0=None, shift_invert: bool = False):
+    r"""SciPy's ARPACK :func:`eigsh`: plain Lanczos (:obj:`which='SA'`) or
+    shift-invert about :obj:`SHIFT_INVERT_SIGMA`; default tolerance."""
+    if shift_invert:
+        w, V = eigsh(L, k=count, sigma=SHIFT_INVERT_SIGMA, which='LM', v0=v0)
+    else:
+        w, V = eigsh(L, k=count, which='SA', v0=v0)
+    order = np.argsort(w)
+    return w[order], V[:, order]
+
+
+def lobpcg_smallest(L, X: torch.Tensor, niter: int, tol: float):
+    r""":func:`torch.lobpcg` from the start :obj:`X` (:obj:`[n, count]`), in
+    its dtype."""
+    L = L.tocoo()
+    Lt = torch.sparse_coo_tensor(np.vstack([L.row, L.col]), L.data, L.shape, dtype=X.dtype)
+    w, V = torch.lobpcg(Lt, X=X, largest=False, niter=niter, tol=tol)
+    order = torch.argsort(w)
+    return w[order].numpy(), V[:, order].numpy()
+
+
+def pyg_pe(edge_index: torch.Tensor, n: int, k: int, seed: int | None) -> np.ndarray:
+    r"""PyG's :class:`AddLaplacianEigenvectorPE` (ARPACK in float32, a
+    random start from torch's generator: seeded with :obj:`seed`, else as
+    the caller left it): :obj:`[n, k]` eigenvectors after the trivial one."""
+    from torch_geometric.transforms import AddLaplacianEigenvectorPE
+    if seed is not None:
+        torch.manual_seed(seed)
+    data = Data(edge_index=edge_index, num_nodes=n)
+    return AddLaplacianEigenvectorPE(k, attr_name='pe', is_undirected=True)(data).pe.numpy()
+
+
 def deflated_shift_invert(L, null: np.ndarray, count: int, sigma: float = -1e-6):
     r"""The :obj:`count` smallest eigenpairs of :obj:`L` orthogonal to the
     orthonormal columns of :obj:`null` (eigenvectors of L): shift-invert
@@ -179,14 +295,74 @@ def reference_smallest(L: sp.csr_matrix, k: int, null: np.ndarray | None = None,
     return Reference(w[:K], V[:, :K], how)
 
 
+# ------------------------------------------------------------------ WRONG
+# One definition for every script. A result is WRONG, and its time is shown
+# but not read as a speed, when its
+# * eigenvalue error, max_i |lambda_i - lambda_i^ref| / max(|lambda_i^ref|, EIG_FLOOR)
+#   over the wanted eigenvalues, exceeds EIG_TOL (relative, absolute 1e-6 at
+#   a zero eigenvalue: about float32's resolution on a normalized
+#   Laplacian's [0, 2]), or its
+# * subspace error, the largest principal sine between its vectors' span and
+#   the reference eigenspace closed over the eigenvalue cluster at k (so that
+#   any basis of a repeated eigenvalue counts as right; signs and rotations
+#   do not matter), exceeds SINE_TOL: the sine up to which the library
+#   certifies its own fits (pyg_spectral.solvers.neuralsvd.CERTIFIED_SINE)
+#   and its float32 ARPACK rounds (solvers.laplacian.arpack.CERTIFIED_SINE),
+#   and which the tests assert.
+EIG_TOL, EIG_FLOOR, SINE_TOL = 1e-3, 1e-3, 1e-2
+
+
+def eigenvalue_error(values, ref_values) -> float:
+    values, ref_values = np.asarray(values, np.float64), np.asarray(ref_values, np.float64)
+    return float(np.max(np.abs(values - ref_values) / np.maximum(np.abs(ref_values), EIG_FLOOR)))
+
+
+def verdict(eig_err: float, sine: float) -> str:
+    return 'ok' if eig_err <= EIG_TOL and sine <= SINE_TOL else 'WRONG'
+
+
 def errors(values, vectors, ref: Reference, k: int) -> tuple[float, float]:
-    r"""(max |lambda - lambda_ref| over the k smallest, max principal sine of
-    the method's vectors against the cluster-closed reference space)."""
+    r"""(:func:`eigenvalue_error` of the k smallest values, max principal
+    sine of the method's vectors against the cluster-closed reference
+    space)."""
     values = np.sort(np.asarray(values, dtype=np.float64))[:k]
-    eig_err = float(np.abs(values - ref.values[:k]).max())
     sine = max_principal_sine(torch.as_tensor(np.asarray(vectors)), torch.as_tensor(ref.vectors))
-    return eig_err, sine
+    return eigenvalue_error(values, ref.values[:k]), sine
 
 
-def threads() -> str:
-    return f'torch threads={torch.get_num_threads()}, load avg={os.getloadavg()[0]:.1f}'
+# ----------------------------------------------------------------- header
+def _cpu_model() -> str:
+    try:
+        with open('/proc/cpuinfo') as f:
+            for line in f:
+                if line.startswith('model name'):
+                    return line.split(':', 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit() -> str:
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=root,
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return 'unknown'
+    return (head + (' with uncommitted changes' if dirty else '')) if head else 'unknown'
+
+
+def machine_header(device: str = 'cpu') -> str:
+    r"""The one line every script prints first: when, what command, which
+    code, on what machine and how loaded. It starts with '# date' (the date
+    is what benchmarks/plots.py reads from it; it is not a heading)."""
+    gpu = (f'GPU {torch.cuda.get_device_name(device)}' if str(device).startswith('cuda')
+           and torch.cuda.is_available() else 'GPU: not measured')
+    load = ' '.join(f'{x:.2f}' for x in os.getloadavg())
+    return (f"# date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+            f"`{' '.join(['python', *sys.argv])}`; commit {_git_commit()}; "
+            f"{_cpu_model()}, {os.cpu_count()} cores; torch {torch.__version__}, "
+            f"{torch.get_num_threads()} torch thread(s), "
+            f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; load average {load}; {gpu}")

@@ -177,6 +177,20 @@ def evaluate_saved(path: str, samples: int, seed: int, device: str) -> None:
     print_table(res, exact, saved['nesting'])
 
 
+def machine_header(device: str) -> str:
+    r"""The header line of every benchmark (``common.machine_header``), with
+    common.py loaded from its file: the tests import this script, and
+    sys.path stays as it was."""
+    import importlib.util
+    import sys
+    name = '_benchmarks_common'
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name('common.py'))
+        sys.modules[name] = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(sys.modules[name])
+    return sys.modules[name].machine_header(device)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('--config', choices=sorted(CONFIGS), default='short')
@@ -209,6 +223,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     if args.device == 'cpu':
         torch.set_num_threads(args.threads)
+    print(machine_header(args.device), flush=True)
     if args.evaluate is not None:
         evaluate_saved(args.evaluate, args.eval_samples, args.eval_seed, args.device)
         return

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
+import sys
 import time
 
 import numpy as np
@@ -32,15 +32,14 @@ from torch_geometric.transforms import AddLaplacianEigenvectorPE
 
 from pyg_spectral.transforms import AddNeuralSVDPE
 
-from pe_speed import largest_component, largest_component_mask
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import (largest_component, largest_component_mask, machine_header,  # noqa: E402
+                    radius_graph)
 
 
 def make_graph(n: int, rng: np.random.Generator) -> Data:
-    from scipy.spatial import cKDTree
-    from torch_geometric.utils import to_undirected
     pos = rng.random((n, 2))
-    pairs = cKDTree(pos).query_pairs(np.sqrt(10.0 / (np.pi * n)), output_type='ndarray')
-    graph = Data(edge_index=to_undirected(torch.from_numpy(pairs.T).long(), num_nodes=n), num_nodes=n)
+    graph = radius_graph(pos, 10.0)
     keep = largest_component_mask(graph)
     dist = np.linalg.norm(pos[keep] - 0.5, axis=1)
     graph = largest_component(graph)
@@ -104,9 +103,7 @@ def main() -> None:
     parser.add_argument('--epochs', type=int, default=60)
     parser.add_argument('--seeds', type=int, default=3)
     args = parser.parse_args()
-    print(f"# date {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-          f"uptime: {subprocess.run(['uptime'], capture_output=True, text=True).stdout.strip()}; "
-          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}")
+    print(machine_header(), flush=True)
     rng = np.random.default_rng(0)
     graphs = [make_graph(args.nodes, rng) for _ in range(args.train + args.test)]
 
