@@ -22,6 +22,16 @@ def test_hermite_functions_are_orthonormal():
     torch.testing.assert_close(H.T @ (w[:, None] * H), torch.eye(7, dtype=torch.float64))
 
 
+def test_hermite_functions_are_differentiable():
+    # He_n' = n He_{n-1}: for the normalised ones, d/dx h_n = sqrt(n) h_{n-1}
+    x = torch.linspace(-3, 3, 13, dtype=torch.float64, requires_grad=True)
+    H = hermite_functions(x, 5)
+    grads = torch.stack([torch.autograd.grad(H[:, n].sum(), x, retain_graph=True)[0]
+                         for n in range(1, 6)], 1)
+    expected = torch.arange(1, 6, dtype=torch.float64).sqrt() * H[:, :5].detach()
+    torch.testing.assert_close(grads, expected)
+
+
 def test_gaussian_spectrum_enumeration():
     torch.testing.assert_close(CDK.gaussian(0.8).exact_singular_values(5),
                                0.8 ** torch.arange(5, dtype=torch.float64))

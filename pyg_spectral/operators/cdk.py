@@ -173,7 +173,10 @@ def hermite_functions(x: Tensor, degree: int) -> Tensor:
     r"""The normalised probabilists' Hermite polynomials
     :math:`\mathrm{He}_i(x) / \sqrt{i!}`, :math:`i = 0..\mathrm{degree}`, at
     :obj:`x` of shape :obj:`[B]`, as :obj:`[B, degree + 1]`: an orthonormal
-    basis of :math:`L^2(\mathcal{N}(0, 1))`."""
+    basis of :math:`L^2(\mathcal{N}(0, 1))`. Differentiable in :obj:`x`."""
+    # the recurrence, not torch.special.hermite_polynomial_he: that has no
+    # autograd (its output silently carries no gradient), and the Hamiltonians
+    # differentiate eigenfunctions built from these twice
     out = [torch.ones_like(x), x]
     for i in range(1, degree):
         out.append(x * out[i] - i * out[i - 1])  # He_{i+1} = x He_i - i He_{i-1}

@@ -8,7 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor
-from torch_geometric.utils import (add_remaining_self_loops, coalesce, index_sort, scatter,
+from torch_geometric.utils import (add_remaining_self_loops, coalesce, cumsum, index_sort, scatter,
                                    to_torch_csr_tensor)
 
 from .base import LinearOperator
@@ -145,7 +145,7 @@ def _laplacian_csr(edge_index: Tensor, off_diagonal: Tensor, diagonal: Tensor,
     columns[at], values[at] = nodes, diagonal
     columns[off], values[off] = col, off_diagonal
     counts = torch.bincount(row, minlength=n) + 1
-    crow = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+    crow = cumsum(counts)
     return torch.sparse_csr_tensor(crow, columns, values, size=(n, n))
 
 

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from scipy.sparse.csgraph import connected_components
 from torch import Tensor
-from torch_geometric.utils import scatter
+from torch_geometric.utils import cumsum, scatter
 
 from .base import DerivedOperator, LinearOperator
 from .graph import GraphOperator
@@ -175,9 +175,8 @@ class NullSpace:
         order = torch.from_numpy(order).to(device)
         is_null = volume > 0
         count = scatter(is_null.long(), graph_of_component, 0, dim_size=num_graphs, reduce='sum')
-        start = torch.cumsum(scatter(torch.ones_like(first), graph_of_component, 0,
-                                     dim_size=num_graphs, reduce='sum'), 0)
-        start = torch.cat([start.new_zeros(1), start[:-1]])
+        start = cumsum(scatter(torch.ones_like(first), graph_of_component, 0,
+                               dim_size=num_graphs, reduce='sum'))[:-1]
         rank = torch.empty_like(first)
         rank[order] = torch.arange(c, device=device) - start[graph_of_component[order]]
         rank = torch.where(is_null, rank, torch.full_like(rank, -1))
@@ -205,8 +204,7 @@ class NullSpace:
             B = torch.sparse_csr_tensor(torch.arange(n + 1, device=device), self.labels, values,
                                         size=(n, c))
             order = torch.argsort(self.labels, stable=True)
-            crow = torch.zeros(c + 1, dtype=torch.long, device=device)
-            crow[1:] = torch.bincount(self.labels, minlength=c).cumsum(0)
+            crow = cumsum(torch.bincount(self.labels, minlength=c))
             BT = torch.sparse_csr_tensor(crow, order, values[order], size=(c, n))
         self.__dict__['_sparse'] = (B, BT)
         return B, BT

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 from torch_geometric.data import Batch, InMemoryDataset
+from torch_geometric.utils import cumsum
 from tqdm.auto import tqdm
 
 from ..io import atomic_save, digest, safe_load
@@ -19,8 +20,8 @@ def _node_slices(dataset: InMemoryDataset) -> Tensor:
     slices = dataset.slices or {}  # None: a dataset of one graph, stored as is
     if 'x' in slices:
         return slices['x']
-    return torch.cat([torch.zeros(1, dtype=torch.long), torch.as_tensor(
-        [dataset.get(i).num_nodes for i in range(len(dataset))], dtype=torch.long).cumsum(0)])
+    return cumsum(torch.as_tensor([dataset.get(i).num_nodes for i in range(len(dataset))],
+                                  dtype=torch.long))
 
 
 def _cache_key(dataset: InMemoryDataset, transform: AddNeuralSVDPE, node_slices: Tensor) -> str:
