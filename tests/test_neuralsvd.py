@@ -27,7 +27,9 @@ CASES = [
 def test_smallest_nontrivial_match_closed_form(name, ei, n, kind, spectrum, k, nesting):
     assert spectrum[k] < spectrum[k + 1] - 1e-6, 'k must end at a spectral gap'
     op = GraphOperator.from_edge_index(ei, num_nodes=n, kind=kind)
-    res = NeuralSVD(k + 1, nesting=nesting).fit(op, largest=False, steps=1000, progress=False)
+    res = NeuralSVD(k + 1, nesting=nesting).fit(op, largest=False, steps=1000, tol=1e-5,
+                                                progress=False)
+    assert res.converged  # at 125-325 steps
     values, vectors = res.eigenvalues[1:], res.eigenvectors[:, 1:]
     assert relative_error(values, spectrum[1:k + 1]).max() < 1e-3
     # ordered as asked, without post-sorting
@@ -77,7 +79,8 @@ def test_rw_svd_form_recovers_singular_values():
         [[0.3, 0.02, 0.02], [0.02, 0.3, 0.02], [0.02, 0.02, 0.3]]))
     op = GraphOperator.from_edge_index(ei, num_nodes=100, kind='rw')
     sv = torch.linalg.svdvals(op.to(dtype=torch.float64).to_dense())
-    res = NeuralSVD(4).fit(op, steps=3000, progress=False, refine=True)
+    res = NeuralSVD(4).fit(op, steps=3000, tol=1e-6, progress=False, refine=True)
+    assert res.converged  # at 600 steps
     assert relative_error(res.eigenvalues, sv[:4]).max() < 1e-3
     assert res.left_vectors.shape == res.right_vectors.shape == (100, 4)
     # T v_l = s_l u_l
