@@ -1,4 +1,5 @@
 """Small dense linear-algebra conventions shared by solvers and layers."""
+import numpy as np
 import torch
 from torch import Tensor
 from torch_geometric.utils import scatter
@@ -10,6 +11,8 @@ from torch_geometric.utils import scatter
 # NeuralSVD and the dense solver disagreed on the signs of such columns of
 # paths and grids, at 1e-3 they agree.
 SIGN_RTOL = 1e-3
+# Up to this many entries a CPU block's signs are found in NumPy
+SMALL_NUMPY = 1 << 14
 
 
 def canonical_signs(U: Tensor, rtol: float = SIGN_RTOL, batch: Tensor | None = None,
@@ -47,6 +50,15 @@ def canonical_sign_vector(U: Tensor, rtol: float = SIGN_RTOL, batch: Tensor | No
         first = scatter(first, batch, 0, dim_size=num_graphs, reduce='min').clamp_max(n - 1)
         sign = U.gather(0, first).sign()
         return sign + (sign == 0)
+    if U.device.type == 'cpu' and U.dtype == torch.float64 and 0 < U.numel() <= SMALL_NUMPY:
+        # the same comparisons in NumPy, whose calls cost less on a small
+        # block (a transform applied graph by graph pays them on every graph)
+        V = U.numpy()
+        mag = np.abs(V)
+        idx = np.argmax(mag >= (1 - rtol) * mag.max(0), axis=0)
+        sign = np.sign(V[idx, np.arange(V.shape[1])])
+        sign = torch.from_numpy(sign + (sign == 0))
+        return sign if batch is None else sign[None]
     # along rows of a contiguous transpose (a copy unless U is column-major,
     # as LAPACK returns it): reductions over dim 0 of a tall [n, k] tensor,
     # or over a strided transpose, are several times slower on CPU

@@ -149,6 +149,66 @@ def _laplacian_csr(edge_index: Tensor, off_diagonal: Tensor, diagonal: Tensor,
     return torch.sparse_csr_tensor(crow, columns, values, size=(n, n))
 
 
+# Up to this many edges a Laplacian on the CPU is built in NumPy: on a few
+# dozen entries each of torch's ~40 calls costs several times NumPy's, a fixed
+# cost that a transform applied graph by graph (a pre_transform) pays on every
+# graph (`benchmarks/pe_speed.py --sections pergraph`).
+SMALL_GRAPH_EDGES = 4096
+
+
+def _small_laplacian(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int,
+                     kind: str) -> tuple[Tensor, tuple[float, float], Tensor | None] | None:
+    r"""The float64 :obj:`'laplacian'` or :obj:`'sym_laplacian'` CSR matrix
+    of a small graph on the CPU, its bounds and degrees, computed in NumPy
+    with the same operations in the same order as the torch route of
+    :meth:`GraphOperator.from_edge_index`, hence the same bits. :obj:`None`
+    where that route has work to do that this one leaves to it: unsorted or
+    duplicate edges, self-loops, weights that are not exactly symmetric or
+    carry a gradient, negative weights and directed graphs (its errors)."""
+    if edge_weight is not None and edge_weight.requires_grad:
+        return None
+    n = num_nodes
+    row, col = edge_index.numpy()
+    key = row * n + col
+    if not (key[1:] > key[:-1]).all() or (row == col).any():
+        return None
+    perm = np.argsort(col * n + row)  # distinct keys: the one order index_sort gives
+    if not (np.array_equal(row[perm], col) and np.array_equal(col[perm], row)):
+        return None
+    if edge_weight is None:
+        weight = np.ones(row.size)
+    else:
+        weight = edge_weight.numpy()
+        if not np.array_equal(weight[perm], weight) or (weight < 0).any():
+            return None
+    # both add in edge order, as scatter_add_ does
+    deg = np.bincount(row, weights=weight, minlength=n)
+    if kind == 'laplacian':
+        diagonal, off_diagonal = deg, -weight
+        bounds, degree = (0.0, 2.0 * float(deg.max())), None
+    else:
+        degree = torch.from_numpy(deg)
+        # torch's pow: its bits, not NumPy's (torch's sqrt differs from NumPy's)
+        dinv = degree.pow(-0.5).masked_fill_(degree == 0, 0).numpy()
+        diagonal, off_diagonal = np.ones(n), -dinv[row] * weight * dinv[col]
+        bounds = (0.0, 2.0)
+    # the merge of _laplacian_csr
+    nodes = np.arange(n)
+    at = np.searchsorted(key, nodes * (n + 1)) + nodes
+    off = np.arange(row.size) + row + (col > row)
+    columns = np.empty(row.size + n, dtype=np.int64)
+    values = np.empty(row.size + n)
+    columns[at], values[at] = nodes, diagonal
+    columns[off], values[off] = col, off_diagonal
+    crow = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.bincount(row, minlength=n) + 1, out=crow[1:])
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='Sparse (CSR tensor support|invariant checks)')
+        matrix = torch.sparse_csr_tensor(torch.from_numpy(crow), torch.from_numpy(columns),
+                                         torch.from_numpy(values), size=(n, n))
+    return matrix, bounds, degree
+
+
 def scipy_csr(matrix: Tensor) -> sp.csr_matrix:
     r"""A torch sparse CSR matrix :obj:`[n, m]` (any device) as a float64
     SciPy CSR matrix on the CPU, with its own copies of the arrays."""
@@ -236,6 +296,12 @@ class GraphOperator(LinearOperator):
             raise TypeError(f"dtype must be torch.float32 or torch.float64, got {dtype}; "
                             f"build the matrix in float32 and cast what it produces")
         num_nodes = validate_graph(edge_index, edge_weight, num_nodes)
+        if kind in ('laplacian', 'sym_laplacian') and dtype == torch.float64 \
+                and edge_index.device.type == 'cpu' and edge_index.size(1) <= SMALL_GRAPH_EDGES:
+            small = _small_laplacian(edge_index, None if edge_weight is None
+                                     else edge_weight.to(dtype), num_nodes, kind)
+            if small is not None:
+                return cls(small[0], kind, small[1], small[2])
         if edge_weight is None:
             edge_weight = torch.ones(edge_index.size(1), device=edge_index.device, dtype=dtype)
         else:

@@ -157,6 +157,20 @@ class NullSpace:
                        num_graphs: int) -> 'NullSpace':
         device, dtype = mass.device, mass.dtype
         num_nodes = mass.numel()
+        if c == 1 and num_graphs == 1 and device.type == 'cpu' and dtype == torch.float64 \
+                and num_nodes <= PYTHON_SEARCH_ENTRIES and not mass.requires_grad:
+            # one small connected graph: fewer calls, each cheap on a few dozen
+            # entries (bincount adds in node order, as scatter_add_ does; the
+            # square roots stay torch's, whose bits differ from NumPy's)
+            volume = np.bincount(np.zeros(num_nodes, dtype=np.int64), weights=mass.numpy(),
+                                 minlength=1)
+            is_null = int(volume[0] > 0)
+            volume = torch.from_numpy(volume)
+            sqrt_mass = mass.sqrt()
+            basis = sqrt_mass / volume.clamp_min(torch.finfo(dtype).tiny).sqrt()
+            labels = torch.from_numpy(labels.astype(np.int64, copy=False))
+            return cls(labels, labels[:1], torch.tensor([is_null - 1]), basis, sqrt_mass, volume,
+                       torch.tensor([is_null]))
         labels = torch.from_numpy(labels).to(device=device, dtype=torch.long)
         volume = scatter(mass, labels, 0, dim_size=c, reduce='sum')
         sqrt_mass = mass.sqrt()

@@ -57,16 +57,16 @@ def seeded_signs(edge_index: Tensor, batch: Tensor, ptr: Tensor, seed: int, k: i
     num_graphs = ptr.numel() - 1
     device = ptr.device
     columns = _column_keys(seed, k)
-    if num_graphs == 1:  # in Python ints, but for one sum over the edges
+    if num_graphs == 1:  # in Python ints and NumPy, without the [G] tensors of a batch
         key = _mix(int(ptr[1] - ptr[0]))
         if edge_index.numel():
             # (on a CPU in NumPy: for a small graph its calls cost less)
             row, col = edge_index.numpy() if edge_index.device.type == 'cpu' else edge_index
             # a sum of int64 wraps: its bits do not depend on the order
             key = (key + int(_mix(row * 1_000_003 + col).sum())) & _MASK
-        key = _mix(key)
-        bits = [_mix(key ^ column) >> 63 for column in columns]
-        return torch.tensor([[1 - 2 * bit for bit in bits]], device=device)
+        # the columns at once, in NumPy's wrapping int64 (the same bits)
+        bits = _shift_right(_mix(_signed(_mix(key)) ^ _signed_columns(seed, k)), 63)
+        return torch.from_numpy(1 - 2 * bits)[None].to(device)
     key = _mix(ptr[1:] - ptr[:-1])
     if edge_index.numel():
         row, col = edge_index.to(device)
@@ -76,6 +76,11 @@ def seeded_signs(edge_index: Tensor, batch: Tensor, ptr: Tensor, seed: int, k: i
     columns = torch.tensor([_signed(column) for column in columns], device=device)
     bits = _mix(_mix(key)[:, None] ^ columns[None, :])
     return 1 - 2 * _shift_right(bits, 63)
+
+
+@functools.lru_cache(maxsize=64)
+def _signed_columns(seed: int, k: int) -> np.ndarray:
+    return np.array([_signed(column) for column in _column_keys(seed, k)], dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=64)

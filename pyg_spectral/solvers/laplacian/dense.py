@@ -2,6 +2,7 @@ r"""Dense :func:`torch.linalg.eigh` on padded blocks: the solver of small
 graphs, thousands of them at once."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -52,11 +53,11 @@ def solve_dense(problem: LaplacianProblem, graphs: Tensor) -> Eigenpairs:
     if t == 0:
         rows = n if graphs.numel() == G else int(sizes[graphs].sum())
         return Eigenpairs(graphs, weight.new_zeros(rows, 0), weight.new_zeros(graphs.numel(), 0))
-    crow, col = M.crow_indices(), M.col_indices()
-    row = torch.repeat_interleave(torch.arange(n, device=device), crow[1:] - crow[:-1])
     pad_value = 2 * problem.shift  # padding rows sort after the deflated zeros
     if G == 1:
-        return _solve_one(problem, graphs, row, col, weight, t, pad_value)
+        return _solve_one(problem, graphs, t, pad_value)
+    crow, col = M.crow_indices(), M.col_indices()
+    row = torch.repeat_interleave(torch.arange(n, device=device), crow[1:] - crow[:-1])
     local = torch.arange(n, device=device) - ptr[batch]
     chosen = torch.zeros(G, dtype=torch.bool, device=device)
     chosen[graphs] = True
@@ -107,24 +108,45 @@ def solve_dense(problem: LaplacianProblem, graphs: Tensor) -> Eigenpairs:
     return Eigenpairs(graphs, vectors, values)
 
 
-def _solve_one(problem: LaplacianProblem, graphs: Tensor, row: Tensor, col: Tensor,
-               weight: Tensor, t: int, pad_value: float) -> Eigenpairs:
+def _solve_one(problem: LaplacianProblem, graphs: Tensor, t: int,
+               pad_value: float) -> Eigenpairs:
     r""":func:`solve_dense` on a problem of one graph: the same block, entry
-    for entry, as in a batch, without the bookkeeping of blocks."""
-    n, null = problem.batch.numel(), problem.null
+    for entry, as in a batch, without the bookkeeping of blocks. On the CPU
+    the block is laid out in NumPy, whose calls cost a fraction of torch's on
+    a graph of a few dozen nodes (the fixed cost a transform applied graph by
+    graph pays on every graph); the one operation that rounds, adding the
+    deflation, stays torch's (it fuses the multiply-add, NumPy does not)."""
+    n, null, M = problem.batch.numel(), problem.null, problem.laplacian.matrix
     size = -(-n // GRANULARITY) * GRANULARITY
-    dense = weight.new_zeros(1, size, size)
-    dense.view(-1)[row * size + col] = weight
-    u = weight.new_zeros(1, size)
-    u[0, :n] = null.basis
-    outer = u[:, :, None] * u[:, None, :]
-    if null.num_components > 1:
-        label = torch.full((1, size), -1, dtype=torch.long, device=u.device)
-        label[0, :n] = null.labels
-        outer *= label[:, :, None] == label[:, None, :]
-    dense.add_(outer, alpha=problem.shift)
-    if size > n:
-        dense[0].diagonal()[n:] += pad_value
+    if M.device.type == 'cpu' and not M.requires_grad:
+        crow, col, weight = M.crow_indices().numpy(), M.col_indices().numpy(), M.values().numpy()
+        dense = np.zeros((1, size, size), dtype=weight.dtype)
+        dense.reshape(-1)[np.repeat(np.arange(n), np.diff(crow)) * size + col] = weight
+        u = np.zeros((1, size), dtype=weight.dtype)
+        u[0, :n] = null.basis.numpy()
+        outer = u[:, :, None] * u[:, None, :]
+        if null.num_components > 1:
+            label = np.full((1, size), -1)
+            label[0, :n] = null.labels.numpy()
+            outer *= label[:, :, None] == label[:, None, :]
+        # the padding first: 0 + shift * 0 is 0 either way
+        dense[0, np.arange(n, size), np.arange(n, size)] = pad_value
+        dense = torch.from_numpy(dense).add_(torch.from_numpy(outer), alpha=problem.shift)
+    else:
+        crow, col, weight = M.crow_indices(), M.col_indices(), M.values()
+        row = torch.repeat_interleave(torch.arange(n, device=M.device), crow[1:] - crow[:-1])
+        dense = weight.new_zeros(1, size, size)
+        dense.view(-1)[row * size + col] = weight
+        u = weight.new_zeros(1, size)
+        u[0, :n] = null.basis
+        outer = u[:, :, None] * u[:, None, :]
+        if null.num_components > 1:
+            label = torch.full((1, size), -1, dtype=torch.long, device=u.device)
+            label[0, :n] = null.labels
+            outer *= label[:, :, None] == label[:, None, :]
+        dense.add_(outer, alpha=problem.shift)
+        if size > n:
+            dense[0].diagonal()[n:] += pad_value
     evals, evecs = torch.linalg.eigh(dense)
     # t = q < n: every column kept
     return Eigenpairs(graphs, evecs[0, :n, :t].contiguous(), evals[:, :t])

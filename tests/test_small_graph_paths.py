@@ -1,0 +1,90 @@
+"""The NumPy routes for one small graph on the CPU (the fixed cost of a
+transform applied graph by graph) give the same bits as the torch routes
+they stand in for. The dense solver's route is checked by the transform's
+own tests (a graph gets the same bits alone as in a batch)."""
+import numpy as np
+import pytest
+import torch
+from torch_geometric.utils import to_undirected
+
+import pyg_spectral.linalg as linalg
+import pyg_spectral.operators.graph as graph
+import pyg_spectral.operators.nullspace as nullspace
+from pyg_spectral.operators import GraphOperator, NullSpace
+
+from graphs import cycle_graph, grid_graph, path_graph
+
+
+def small_graphs():
+    g = torch.Generator().manual_seed(0)
+    random = to_undirected(torch.randint(0, 30, (2, 60), generator=g), num_nodes=30)
+    random = random[:, random[0] != random[1]]
+    weight = to_undirected(random, torch.rand(random.size(1), generator=g, dtype=torch.float64),
+                           30, reduce='mean')[1]
+    zero = weight.clone()
+    zero[(random[0] == 3) | (random[1] == 3)] = 0  # edges of weight 0: node 3 is cut off
+    two = torch.cat([cycle_graph(7), path_graph(5) + 7], 1)
+    return [(path_graph(12), None, 12), (grid_graph(4, 5), None, 22),  # two isolated nodes
+            (random, weight, 30), (random, weight.float(), 30), (random, zero, 30),
+            (two, None, 12), (torch.zeros(2, 0, dtype=torch.long), None, 4)]
+
+
+@pytest.mark.parametrize('kind', ['sym_laplacian', 'laplacian'])
+def test_small_laplacian_is_the_torch_route_bit_for_bit(kind, monkeypatch):
+    taken = []
+    small = graph._small_laplacian
+    monkeypatch.setattr(graph, '_small_laplacian', lambda *a: taken.append(small(*a)) or taken[-1])
+    for edge_index, weight, n in small_graphs():
+        fast = GraphOperator.from_edge_index(edge_index, weight, n, kind=kind,
+                                             dtype=torch.float64)
+        with monkeypatch.context() as m:
+            m.setattr(graph, 'SMALL_GRAPH_EDGES', -1)
+            slow = GraphOperator.from_edge_index(edge_index, weight, n, kind=kind,
+                                                 dtype=torch.float64)
+        for a, b in ((fast.matrix.crow_indices(), slow.matrix.crow_indices()),
+                     (fast.matrix.col_indices(), slow.matrix.col_indices()),
+                     (fast.matrix.values(), slow.matrix.values())):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+        assert fast.spectral_bounds() == slow.spectral_bounds()
+        assert (fast.degree is None) == (slow.degree is None)
+        assert fast.degree is None or torch.equal(fast.degree, slow.degree)
+    assert len(taken) == len(small_graphs()) and all(t is not None for t in taken)
+
+
+def test_small_laplacian_leaves_what_it_does_not_handle_to_torch():
+    ei = path_graph(6)
+    assert graph._small_laplacian(ei.flip(1), None, 6, 'laplacian') is None  # unsorted
+    loops = torch.cat([ei, torch.tensor([[2], [2]])], 1)
+    assert graph._small_laplacian(to_undirected(loops), None, 6, 'laplacian') is None
+    assert graph._small_laplacian(ei[:, ::2].contiguous(), None, 6, 'laplacian') is None  # directed
+    w = torch.arange(1.0, ei.size(1) + 1, dtype=torch.float64)  # not symmetric
+    assert graph._small_laplacian(ei, w, 6, 'laplacian') is None
+
+
+@pytest.mark.parametrize('kind', ['sym_laplacian', 'laplacian'])
+def test_small_null_space_is_the_torch_route_bit_for_bit(kind, monkeypatch):
+    for edge_index, weight, n in small_graphs():
+        op = GraphOperator.from_edge_index(edge_index, weight, n, kind=kind, dtype=torch.float64)
+        fast = NullSpace.of_operator(op)
+        with monkeypatch.context() as m:
+            m.setattr(nullspace, 'PYTHON_SEARCH_ENTRIES', -1)
+            slow = NullSpace.of_operator(op)
+        for field in NullSpace.__dataclass_fields__:
+            a, b = getattr(fast, field), getattr(slow, field)
+            assert a.dtype == b.dtype and torch.equal(a, b), field
+
+
+def test_small_sign_vector_is_the_torch_route_bit_for_bit(monkeypatch):
+    g = torch.Generator().manual_seed(0)
+    U = torch.randn(40, 8, generator=g, dtype=torch.float64)
+    U[:, 1] = 0  # a zero column keeps its sign
+    U[3, 2], U[7, 2] = -U[:, 2].abs().max() * 1.5, U[:, 2].abs().max() * 1.5  # a tie: the first
+    U[5, 3] = -0.0
+    U[9, 4], U[11, 4] = 10.0, -10.0 * (1 - 5e-4)  # within SIGN_RTOL of each other
+    for batch in (None, torch.zeros(40, dtype=torch.long)):
+        fast = linalg.canonical_sign_vector(U, batch=batch, num_graphs=1)
+        with monkeypatch.context() as m:
+            m.setattr(linalg, 'SMALL_NUMPY', 0)
+            slow = linalg.canonical_sign_vector(U, batch=batch, num_graphs=1)
+        assert fast.dtype == slow.dtype and torch.equal(fast, slow)
+    assert fast[0, :5].tolist() == [np.sign(U[0, 0].item()), 1, -1, 1, 1]
