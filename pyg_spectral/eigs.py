@@ -181,7 +181,8 @@ def run_eigs(args: argparse.Namespace) -> int:
         solver = DistributedNeuralSVD(args.k, seed=args.seed, oversample=args.oversample)
         if world == 1:
             edge_index, edge_weight, num_nodes = load_graph(args.graph)
-            operator = GraphOperator.from_edge_index(edge_index, edge_weight, num_nodes,
+            operator = GraphOperator.from_edge_index(edge_index, edge_weight=edge_weight,
+                                                     num_nodes=num_nodes,
                                                      kind=args.kind, dtype=dtype).to(device)
             del edge_index, edge_weight
             n = operator.shape[0]

@@ -144,9 +144,9 @@ def local_build_checks(partition: NodePartition, group=None) -> dict:
                                weight.to(dtype) * (1 + 4 * torch.finfo(dtype).eps),
                                weight.to(dtype))
             for w, name in ((None, 'unweighted'), (weight, 'weighted'), (near, 'near')):
-                whole = RowBlockOperator.from_operator(
-                    GraphOperator.from_edge_index(edge_index, w, n, kind=kind, dtype=dtype),
-                    partition, group)
+                matrix = GraphOperator.from_edge_index(edge_index, edge_weight=w, num_nodes=n,
+                                                       kind=kind, dtype=dtype)
+                whole = RowBlockOperator.from_operator(matrix, partition, group)
                 local = local_graph_rows(edge_chunks(edge_index, w), partition, kind, dtype,
                                          group)
                 out[kind, name, str(dtype)] = compare_blocks(whole, local)
