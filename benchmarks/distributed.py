@@ -1,21 +1,40 @@
-"""The distributed NeuralSVD at world size 1 and 2 on stochastic block model
-graphs: time per step, share of it in communication, halo bytes per step,
-peak memory per process, and the edge cut of METIS against the
+"""The distributed NeuralSVD at world size 1 and 2 on synthetic graphs: time
+per step, share of it in communication, halo bytes per step against the
+table, peak memory per process, and the edge cut of METIS against the
 dependency-free reverse Cuthill-McKee blocks.
 
-Three commands::
+Two graph models, both generated in linear time and written chunk by chunk
+(no process ever holds the edge list) to an uncompressed ``.npz`` that
+``pyg-spectral eigs`` streams:
 
-    # a planted-partition graph: N nodes, B equal blocks, mean degree D
-    python benchmarks/distributed.py make --nodes 100000 --blocks 16 --degree 10 --out /tmp/sbm.pt
-    # edge cut and halo of METIS vs RCM blocks for 2, 4, 8 parts
-    python benchmarks/distributed.py partition /tmp/sbm.pt --parts 2 4 8
-    # a fixed number of steps, one process and two (rank 0 prints a JSON line)
-    OMP_NUM_THREADS=1 python benchmarks/distributed.py fit /tmp/sbm.pt --k 16 --steps 50
-    OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 benchmarks/distributed.py fit /tmp/sbm.pt --k 16 --steps 50
+* ``sbm``: a planted partition, ``--blocks`` equal blocks, mean degree
+  ``--degree``, ``--mixing`` of the edges to uniformly random nodes.
+* ``products``: an ogbn-products-shaped degree-corrected SBM: power-law
+  expected degrees (Pareto tail ``--alpha``, mean ``--degree``), equal
+  communities of ``--community`` nodes on a ring, ``--mixing`` of the edges
+  leaving their community, to a community at most ``--reach`` steps along
+  the ring, except ``--long-range`` of those, which go to a uniformly
+  random community. Defaults: ogbn-products' 2,449,029 nodes and about
+  61.86M undirected edges at ``--nodes 2449029``.
 
-Peak memory is each process's maximum resident set (``ru_maxrss``), which
-includes building the whole graph matrix on every process before its row
-block is cut out of it.
+Commands::
+
+    python benchmarks/distributed.py make --model products --nodes 1000000 --out /tmp/prod1m.npz
+    python benchmarks/distributed.py make --model sbm --nodes 1000000 --out /tmp/sbm1m.npz
+    # METIS and RCM partitions for 2 parts: edge cut, halo, time; saved for the fits
+    python benchmarks/distributed.py partition /tmp/prod1m.npz --parts 2 --save /tmp/prod1m
+    # a fixed number of steps, one process and two (a JSON line each)
+    OMP_NUM_THREADS=1 python benchmarks/distributed.py fit /tmp/prod1m.npz --k 16 --steps 20
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 benchmarks/distributed.py fit \\
+        /tmp/prod1m.npz --k 16 --steps 20 --partition-file /tmp/prod1m.metis2.pt
+
+One process loads the whole graph and builds the whole matrix (this is
+``NeuralSVD.fit``); each of several processes builds only its own rows from
+the file (``local_graph_rows``), with the partition made beforehand.
+Peak memory is each process's maximum resident set (``ru_maxrss``), read
+after the build and after the fit. Step times are wall clock (``step_ms``)
+and the process's CPU time (``step_cpu_ms``), which a busy shared machine
+inflates less.
 """
 from __future__ import annotations
 
@@ -30,29 +49,78 @@ import warnings
 import numpy as np
 import torch
 
+CHUNK = 1 << 20  # undirected edges generated per chunk
 
-def make_sbm(nodes: int, blocks: int, degree: float, p_in_share: float = 0.9,
-             seed: int = 0) -> torch.Tensor:
-    r"""An undirected SBM edge list :obj:`[2, m]` with about :obj:`degree`
-    edges per node, :obj:`p_in_share` of them inside the node's block;
-    nodes are shuffled so that the blocks are not contiguous ids. Sampled
-    edge by edge (linear time), not pair by pair."""
+
+def sbm_chunks(nodes: int, blocks: int, degree: float, mixing: float = 0.1, seed: int = 0):
+    r"""Chunks :obj:`[2, 2c]` of an undirected SBM (both directions of each
+    edge) with :math:`nd/2` edges, :obj:`1 - mixing` of them inside the
+    block of their first end, the others to a uniformly random node;
+    node ids shuffled so that the blocks are not contiguous. Linear time:
+    edges are drawn edge by edge, not pair by pair, and a drawn self-loop
+    moves to the next node of its block (so the edge count is exact)."""
     rng = np.random.default_rng(seed)
+    relabel = rng.permutation(nodes)
     size = nodes // blocks
     m = int(nodes * degree / 2)
-    m_in = int(m * p_in_share)
-    src = rng.integers(0, nodes, m)
-    block = np.minimum(src // size, blocks - 1)
-    dst = np.empty(m, dtype=np.int64)
-    lo = block[:m_in] * size
-    hi = np.where(block[:m_in] == blocks - 1, nodes, lo + size)
-    dst[:m_in] = lo + (rng.random(m_in) * (hi - lo)).astype(np.int64)
-    dst[m_in:] = rng.integers(0, nodes, m - m_in)
-    keep = src != dst
+    for start in range(0, m, CHUNK):
+        c = min(CHUNK, m - start)
+        src = rng.integers(0, nodes, c)
+        block = np.minimum(src // size, blocks - 1)
+        lo = block * size
+        hi = np.where(block == blocks - 1, nodes, lo + size)
+        inside = rng.random(c) >= mixing
+        dst = np.where(inside, lo + (rng.random(c) * (hi - lo)).astype(np.int64),
+                       rng.integers(0, nodes, c))
+        loop = dst == src
+        dst[loop] = np.where(inside[loop], lo[loop] + (dst[loop] - lo[loop] + 1)
+                             % (hi[loop] - lo[loop]), (dst[loop] + 1) % nodes)
+        src, dst = relabel[src], relabel[dst]
+        yield np.stack([np.concatenate([src, dst]), np.concatenate([dst, src])])
+
+
+def products_chunks(nodes: int, degree: float = 50.5, community: int = 10000,
+                    mixing: float = 0.1, reach: int = 4, long_range: float = 0.01,
+                    alpha: float = 1.5, seed: int = 0):
+    r"""Chunks :obj:`[2, 2c]` of a degree-corrected SBM shaped like
+    ogbn-products (module docstring). Every community holds the same
+    :obj:`community` expected degrees, a Pareto sample (tail exponent
+    :obj:`alpha`) scaled to mean :obj:`degree` and capped at half a
+    community (more would be mostly repeated edges), so an end drawn in
+    proportion to its expected degree is a uniform community and one draw
+    from that single table: O(1) per edge after an O(community) set-up
+    (a binary search in that table of fixed size), whatever the number of
+    nodes. Node ids are shuffled."""
+    rng = np.random.default_rng(seed)
+    count = max(1, nodes // community)
+    size = nodes // count                  # the last community takes the rest
+    theta = (1 - rng.random(size)) ** (-1 / alpha)
+    for _ in range(8):  # cap the expected degrees, keeping their mean
+        theta = np.minimum(degree * theta / theta.mean(), size / 2)
+    cumulative = np.cumsum(theta / theta.sum())
+    cumulative[-1] = 1.0
     relabel = rng.permutation(nodes)
-    src, dst = relabel[src[keep]], relabel[dst[keep]]
-    edge_index = np.stack([np.concatenate([src, dst]), np.concatenate([dst, src])])
-    return torch.from_numpy(edge_index)
+    m = int(round(nodes * degree / 2))
+
+    def member(block: np.ndarray, c: int) -> np.ndarray:
+        local = np.searchsorted(cumulative, rng.random(c), side='right')
+        return np.minimum(block * size + local, nodes - 1)
+
+    for start in range(0, m, CHUNK):
+        c = min(CHUNK, m - start)
+        a_block = rng.integers(0, count, c)
+        b_block = a_block.copy()
+        leaves = rng.random(c) < mixing
+        far = leaves & (rng.random(c) < long_range)
+        near = leaves & ~far
+        step = rng.integers(1, reach + 1, c) * np.where(rng.random(c) < 0.5, -1, 1)
+        b_block[near] = (a_block[near] + step[near]) % count
+        b_block[far] = rng.integers(0, count, int(far.sum()))
+        src, dst = member(a_block, c), member(b_block, c)
+        loop = src == dst
+        dst[loop] = np.where(dst[loop] + 1 < nodes, dst[loop] + 1, dst[loop] - 1)
+        src, dst = relabel[src], relabel[dst]
+        yield np.stack([np.concatenate([src, dst]), np.concatenate([dst, src])])
 
 
 def peak_mib() -> float:
@@ -60,101 +128,149 @@ def peak_mib() -> float:
 
 
 def cmd_make(args) -> None:
-    edge_index = make_sbm(args.nodes, args.blocks, args.degree, seed=args.seed)
-    torch.save({'edge_index': edge_index, 'num_nodes': args.nodes}, args.out)
-    print(f"{args.out}: {args.nodes} nodes, {edge_index.size(1) // 2} undirected edges")
+    from pyg_spectral.graph_file import GraphWriter
+    start = time.perf_counter()
+    if args.model == 'sbm':
+        chunks = sbm_chunks(args.nodes, args.blocks, args.degree, args.mixing, args.seed)
+        m = int(args.nodes * args.degree / 2)
+    else:
+        chunks = products_chunks(args.nodes, args.degree, args.community, args.mixing,
+                                 args.reach, args.long_range, args.alpha, args.seed)
+        m = int(round(args.nodes * args.degree / 2))
+    with GraphWriter(args.out, args.nodes, 2 * m) as out:
+        for chunk in chunks:
+            out.write(chunk)
+    print(json.dumps({'graph': args.out, 'model': args.model, 'nodes': args.nodes,
+                      'undirected_edges': m, 'seconds': round(time.perf_counter() - start, 1),
+                      'peak_mib': round(peak_mib(), 1)}))
 
 
 def cmd_partition(args) -> None:
-    from pyg_spectral.eigs import load_graph
+    from pyg_spectral.graph_file import GraphFile
     from pyg_spectral.solvers.partition import partition_nodes, partition_report
-    edge_index, _, n = load_graph(args.graph)
+    edge_index, _, n = GraphFile(args.graph).load()
     for parts in args.parts:
-        for method in ('metis', 'rcm'):
+        for method in args.methods:
             start = time.perf_counter()
             part = partition_nodes(edge_index, n, parts, method)
             seconds = time.perf_counter() - start
+            if args.save:
+                part.save(f'{args.save}.{method}{parts}.pt')
             report = partition_report(part, edge_index, n)
             print(json.dumps({'parts': parts, 'method': method, 'seconds': round(seconds, 2),
                               'edge_cut': report.edge_cut, 'num_edges': report.num_edges,
                               'cut_share': round(report.edge_cut / report.num_edges, 4),
-                              'halo': report.halo, 'sizes': report.sizes}))
+                              'halo': report.halo, 'sizes': report.sizes,
+                              'halo_share': round(sum(report.halo) / n, 4),
+                              'peak_mib': round(peak_mib(), 1)}), flush=True)
 
 
 def cmd_fit(args) -> None:
     import torch.distributed as dist
     from pyg_spectral import GraphOperator
-    from pyg_spectral.eigs import load_graph
-    from pyg_spectral.solvers.distributed import (Collectives, DistributedNeuralSVD,
-                                                  broadcast_partition)
-    from pyg_spectral.solvers.halo import RowBlockOperator
-    from pyg_spectral.solvers.partition import partition_report
+    from pyg_spectral.graph_file import GraphFile
+    from pyg_spectral.solvers.distributed import DistributedNeuralSVD
+    from pyg_spectral.solvers.local_rows import local_graph_rows
+    from pyg_spectral.solvers.partition import NodePartition
 
     torch.set_num_threads(1)
     world = int(os.environ.get('WORLD_SIZE', '1'))
     if world > 1:
         dist.init_process_group('gloo')
     rank = dist.get_rank() if world > 1 else 0
-    edge_index, weight, n = load_graph(args.graph)
-    op = GraphOperator.from_edge_index(edge_index, weight, n, kind=args.kind)
-    setup = time.perf_counter()
-    report = None
-    if world > 1:
-        comm = Collectives()
-        part = broadcast_partition(op, comm, method=args.partition)
-        if rank == 0:
-            report = partition_report(part, edge_index, n)
+    start = time.perf_counter()
+    graph = GraphFile(args.graph)
+    if world == 1:
+        edge_index, weight, n = graph.load()
+        op = GraphOperator.from_edge_index(edge_index, edge_weight=weight, num_nodes=n,
+                                           kind=args.kind)
         del edge_index, weight
-        op = RowBlockOperator.from_operator(op, part)
-    setup = time.perf_counter() - setup
+        n = op.shape[0]
+    else:
+        if args.partition_file is None:
+            raise SystemExit("fit under torchrun needs --partition-file (from the partition "
+                             "command): partitioning inside the fit is what it measures without")
+        part = NodePartition.load(args.partition_file)
+        n = part.num_nodes
+        op = local_graph_rows(graph.chunks(), part, args.kind, num_edges=graph.num_edges)
+    build_s = time.perf_counter() - start
+    build_peak = peak_mib()
     solver = DistributedNeuralSVD(args.k)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # a fixed budget: not converged
-        start = time.perf_counter()
+        fit_start, cpu_start = time.perf_counter(), time.process_time()
         res = solver.fit(op, steps=args.steps, largest=False, progress=False,
                          check_every=args.check_every)
-        seconds = time.perf_counter() - start
+        seconds = time.perf_counter() - fit_start
+        cpu_seconds = time.process_time() - cpu_start
     width = solver.k + max(4, solver.k // 2)
     row = {'world_size': world, 'rank': rank, 'nodes': n, 'k': args.k, 'width': width,
-           'steps': res.steps, 'step_ms': round(1e3 * seconds / res.steps, 3),
+           'steps': res.steps, 'step_ms': round(1e3 * seconds / res.steps, 1),
+           'step_cpu_ms': round(1e3 * cpu_seconds / res.steps, 1),
            'comm_share': round(res.stats['comm_seconds'] / seconds, 3) if world > 1 else 0.0,
            'halo_bytes_per_step': res.stats['exchange_bytes'] / res.steps,
            'reduce_bytes_per_step': res.stats['reduce_bytes'] / res.steps,
            'table_bytes': n * width * 4, 'local_rows': res.vectors.size(0),
-           'peak_mib': round(peak_mib(), 1), 'setup_s': round(setup, 2)}
+           'build_s': round(build_s, 1), 'build_peak_mib': round(build_peak, 1),
+           'peak_mib': round(peak_mib(), 1)}
     if world > 1:
-        row['halo_rows'] = op.exchange.num_received
+        entries, cut = op.entry_counts()
+        row.update({'halo_rows': op.exchange.num_received, 'nnz': op.nnz,
+                    'cut_entries': cut,
+                    'exchange_share': round(res.stats['exchange_seconds'] / seconds, 3)})
         rows = [None] * world
         dist.all_gather_object(rows, row)
         if rank == 0:
-            print(json.dumps({'partition': args.partition, 'edge_cut': report.edge_cut,
-                              'num_edges': report.num_edges, 'ranks': rows}))
+            sent = sum(r['halo_bytes_per_step'] for r in rows)
+            print(json.dumps({'graph': args.graph, 'partition': part.method,
+                              'sent_share_of_table': round(sent / row['table_bytes'], 4),
+                              'ranks': rows}))
         dist.destroy_process_group()
     else:
-        print(json.dumps({'ranks': [row]}))
+        row['nnz'] = op.matrix._nnz()
+        print(json.dumps({'graph': args.graph, 'ranks': [row]}))
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest='command', required=True)
-    p = sub.add_parser('make')
+    p = sub.add_parser('make', help='write a synthetic graph (.npz, streamed)')
+    p.add_argument('--model', choices=['sbm', 'products'], default='products')
     p.add_argument('--nodes', type=int, required=True)
-    p.add_argument('--blocks', type=int, default=16)
-    p.add_argument('--degree', type=float, default=10.0)
+    p.add_argument('--degree', type=float, default=None,
+                   help='mean degree (default: 10 for sbm, 50.5 for products: 2 x 61.86M / '
+                        '2.449M)')
+    p.add_argument('--mixing', type=float, default=0.1,
+                   help='share of edges leaving their block/community (default: %(default)s)')
+    p.add_argument('--blocks', type=int, default=16, help='sbm: blocks (default: %(default)s)')
+    p.add_argument('--community', type=int, default=10000,
+                   help='products: nodes per community (default: %(default)s)')
+    p.add_argument('--reach', type=int, default=4,
+                   help='products: ring steps a leaving edge may go (default: %(default)s)')
+    p.add_argument('--long-range', type=float, default=0.01,
+                   help='products: share of the leaving edges that go to a uniformly random '
+                        'community instead (default: %(default)s)')
+    p.add_argument('--alpha', type=float, default=1.5,
+                   help='products: Pareto tail exponent of the expected degrees '
+                        '(default: %(default)s)')
     p.add_argument('--seed', type=int, default=0)
     p.add_argument('--out', required=True)
-    p = sub.add_parser('partition')
+    p = sub.add_parser('partition', help='METIS vs RCM: edge cut, halo, time')
     p.add_argument('graph')
-    p.add_argument('--parts', type=int, nargs='+', default=[2, 4, 8])
-    p = sub.add_parser('fit')
+    p.add_argument('--parts', type=int, nargs='+', default=[2])
+    p.add_argument('--methods', nargs='+', default=['metis', 'rcm'], choices=['metis', 'rcm'])
+    p.add_argument('--save', default=None, help='write PREFIX.METHODPARTS.pt for the fits')
+    p = sub.add_parser('fit', help='a fixed number of steps; one JSON line')
     p.add_argument('graph')
     p.add_argument('--k', type=int, default=16)
-    p.add_argument('--steps', type=int, default=50)
+    p.add_argument('--steps', type=int, default=20)
     p.add_argument('--check-every', type=int, default=25)
     p.add_argument('--kind', default='sym_laplacian')
-    p.add_argument('--partition', default='auto', choices=['auto', 'metis', 'rcm'])
+    p.add_argument('--partition-file', default=None)
     args = parser.parse_args(argv)
+    if args.command == 'make' and args.degree is None:
+        args.degree = 10.0 if args.model == 'sbm' else 50.5
     {'make': cmd_make, 'partition': cmd_partition, 'fit': cmd_fit}[args.command](args)
 
 
