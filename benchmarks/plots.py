@@ -486,8 +486,23 @@ def amortized(results: Path = RESULTS, out: Path | None = None) -> list[Path]:
 # --------------------------------------------------------------------------- low-rank GCN
 
 def _lowrank_runs(results: Path) -> dict[str, list[dict]]:
-    return {d: json.loads(p.read_text()) for d in DATASETS
-            if (p := results / f'lowrank_sweep_{d}.json').exists()}
+    r"""Rows per dataset from ``lowrank_sweep_<Dataset>.json``, where a
+    ``lowrank10_<Dataset>_*.json`` run of the same model and k with at least
+    as many seeds replaces the sweep's row."""
+    runs = {}
+    for d in DATASETS:
+        rows: dict[tuple, dict] = {}
+        sources = [results / f'lowrank_sweep_{d}.json'] + sorted(results.glob(f'lowrank10_{d}_*.json'))
+        for path in sources:
+            if not path.exists():
+                continue
+            for row in json.loads(path.read_text()):
+                key = (row['model'], row['k'])
+                if key not in rows or len(row['seeds']) >= len(rows[key]['seeds']):
+                    rows[key] = row
+        if rows:
+            runs[d] = list(rows.values())
+    return runs
 
 
 def _draw_lowrank(ax, dataset, rows, legend=True) -> None:
@@ -502,7 +517,7 @@ def _draw_lowrank(ax, dataset, rows, legend=True) -> None:
         if points:
             k, mean, std = zip(*points)
             ax.errorbar(k, mean, yerr=std, marker='o', capsize=3, label=label)
-    seeds = len(rows[0]['seeds'])
+    seeds = '/'.join(str(n) for n in sorted({len(r['seeds']) for r in rows}))
     epochs = rows[0].get('settings', {}).get('epochs')
     ax.set_xscale('log', base=2)
     ks = sorted({r['k'] for r in rows if r['k'] is not None})
