@@ -223,6 +223,13 @@ class NullSpace:
         self.__dict__['_sparse'] = (B, BT)
         return B, BT
 
+    def vectors(self, dtype: torch.dtype = torch.float32) -> Tensor:
+        r"""The orthonormal basis :obj:`[n, dim]` of the space, one column per
+        component with a zero eigenvalue (dense: for the small number of
+        columns an eigensolver's output holds)."""
+        B = self._sparse_basis(dtype)[0].to_dense()
+        return B[:, self.rank >= 0]
+
     def project_out(self, X: Tensor) -> Tensor:
         r""":math:`(I - P_0) X` for :obj:`X` :obj:`[n, k]`."""
         if X.requires_grad and torch.is_grad_enabled():
