@@ -59,9 +59,14 @@ def _atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
-    # the rename itself is durable only once the directory entry is synced
+    sync_directory(path)
+
+
+def sync_directory(path: str | os.PathLike) -> None:
+    r"""Makes a rename to :obj:`path` durable: it is, only once the directory
+    entry is synced (a no-op where the platform cannot open a directory)."""
     with contextlib.suppress(OSError, AttributeError):
-        dir_fd = os.open(path.parent, os.O_RDONLY)
+        dir_fd = os.open(Path(path).parent, os.O_RDONLY)
         try:
             os.fsync(dir_fd)
         finally:

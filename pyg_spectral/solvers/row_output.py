@@ -4,7 +4,6 @@ process, under a temporary name that is renamed only once all of them are
 done, so a crashed run never leaves a file that looks finished."""
 from __future__ import annotations
 
-import contextlib
 import os
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from ..io import sync_directory
 from .halo import group_rank_size
 
 
@@ -27,12 +27,7 @@ def _durable_replace(tmp: Path, path: Path) -> None:
     with open(tmp, 'rb+') as f:
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    with contextlib.suppress(OSError, AttributeError):
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    sync_directory(path)
 
 
 def write_npy_rows(path: str | os.PathLike, rows: Tensor, block: Tensor, num_rows: int,
