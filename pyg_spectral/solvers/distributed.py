@@ -375,14 +375,17 @@ class DistributedNeuralSVD:
         extra = self.oversample if self.oversample is not None else max(4, k // 2)
         width = k + max(0, min(extra, n - 1 - k))
         target = top_positive(block, largest)
-        scale = max(abs(b) for b in target.spectral_bounds()) or 1.0
+        # the step from the shifted target's bound, tolerances and residuals
+        # relative to the operator's own, as in NeuralSVD.fit
+        hi = max(abs(b) for b in target.spectral_bounds()) or 1.0
+        scale = max(abs(b) for b in bounds) or 1.0
         zero = max(abs(b) for b in bounds) == 0
         restarts = self.ritz_restart
         step_scale = self.step_scale or (0.15 if restarts else 0.125)
         momentum = self.momentum if self.momentum is not None else (0.97 if restarts else 0.9)
         table = nn.Parameter(random_rows(block.nodes, width, self.seed, block.dtype, block.device)
                              / math.sqrt(k))
-        opt = torch.optim.SGD([table], lr=step_scale * n / scale, momentum=momentum,
+        opt = torch.optim.SGD([table], lr=step_scale * n / hi, momentum=momentum,
                               nesterov=True)
         loss_fn = NestedLoRA(width, self.nesting).to(block.device)
         config = digest({'k': k, 'width': width, 'seed': self.seed, 'nesting': self.nesting,
