@@ -1,5 +1,8 @@
 """The OGB code path on a small dataset written in OGB's raw CSV layout."""
 import gzip
+import io
+import sys
+import zipfile
 
 import numpy as np
 import pytest
@@ -72,3 +75,52 @@ def test_bench_runs_on_ogb_with_official_evaluator(tmp_path, monkeypatch):
 def test_rejects_non_ogbn_name():
     with pytest.raises(ValueError, match='ogbn-'):
         load_ogbn('Cora')
+
+
+def test_loading_leaves_torch_load_and_its_allowlist_alone(tmp_path, monkeypatch):
+    write_tiny_arxiv(tmp_path)
+    load, calls = torch.load, []
+
+    def spy(*args, **kwargs):
+        caller = sys._getframe(1).f_globals['__name__']
+        calls.append((caller, torch.load is spy, kwargs.get('weights_only')))
+        return load(*args, **kwargs)
+
+    monkeypatch.setattr(torch, 'load', spy)
+    allowed = set(torch.serialization.get_safe_globals())
+    for _ in range(2):  # processes, then reads its processed file back
+        data = ogbn_split(load_ogbn('ogbn-arxiv', root=tmp_path))
+    assert data.num_nodes == 60
+    assert torch.load is spy and set(torch.serialization.get_safe_globals()) == allowed
+    # OGB's bare loads of its processed file, one per construction (PyG's
+    # own loads pass weights_only), found the one torch.load, weights only
+    ogb = [call for call in calls if call[0].startswith('ogb.')]
+    assert len(ogb) == 2 and all(call[1:] == (True, None) for call in ogb)
+
+
+def _numpy1_pickle(payload: bytes) -> bytes:
+    # as a file OGB pickled under NumPy 1, whose array rebuilder lives in
+    # numpy.core rather than numpy._core
+    source, out = zipfile.ZipFile(io.BytesIO(payload)), io.BytesIO()
+    with zipfile.ZipFile(out, 'w') as target:
+        for name in source.namelist():
+            data = source.read(name)
+            if name.endswith('data.pkl'):
+                data = data.replace(b'cnumpy._core.multiarray\n', b'cnumpy.core.multiarray\n')
+            target.writestr(name, data)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize('numpy1', [False, True])
+def test_split_dict_of_numpy_arrays_is_read(tmp_path, numpy1):
+    base, *_ = write_tiny_arxiv(tmp_path)
+    # OGB's DatasetSaver writes a split as a dict of NumPy index arrays, and
+    # get_idx_split prefers that file to the CSVs
+    split = {'train': np.arange(10), 'valid': np.arange(10, 20), 'test': np.arange(20, 60)}
+    buffer = io.BytesIO()
+    torch.save(split, buffer)
+    payload = _numpy1_pickle(buffer.getvalue()) if numpy1 else buffer.getvalue()
+    (base / 'split' / 'time' / 'split_dict.pt').write_bytes(payload)
+    data = ogbn_split(load_ogbn('ogbn-arxiv', root=tmp_path))
+    assert data.train_mask.nonzero().view(-1).tolist() == list(range(10))
+    assert int(data.test_mask.sum()) == 40

@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import shutil
+from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import torch
 from ogb.nodeproppred import Evaluator, PygNodePropPredDataset
 from torch_geometric.data import Data
@@ -40,31 +42,43 @@ def load_ogbn(name: str, root: str | os.PathLike | None = None) -> PygNodePropPr
                             ignore=shutil.ignore_patterns('processed'))
         base = target
     Path(base).mkdir(parents=True, exist_ok=True)
-    # OGB saves and reloads PyG objects with a bare torch.load, which
-    # PyTorch >= 2.6 restricts to weights; these files are ones OGB wrote.
-    with _trusted_torch_load():
+    with _ogb_files_loadable():
         return PygNodePropPredDataset(name, root=str(base))
 
 
-class _trusted_torch_load:
-    def __enter__(self):
-        self._load = torch.load
+def _ogb_file_globals() -> list:
+    # What OGB's files hold besides tensors. A collated Data's storage
+    # classes: PyG allowlists Data itself at import, not these. A
+    # split_dict.pt's NumPy index arrays, under the array rebuilder's NumPy 1
+    # and NumPy 2 module names, since OGB's files were pickled by either.
+    from torch_geometric.data.data import DataEdgeAttr, DataTensorAttr
+    from torch_geometric.data.storage import GlobalStorage
+    reconstruct = np.arange(1).__reduce__()[0]
+    return [DataEdgeAttr, DataTensorAttr, GlobalStorage, np.ndarray, np.dtype,
+            *(type(np.dtype(t)) for t in (np.int64, np.int32)),
+            (reconstruct, 'numpy.core.multiarray._reconstruct'),
+            (reconstruct, 'numpy._core.multiarray._reconstruct')]
 
-        def load(*args, **kwargs):
-            kwargs.setdefault('weights_only', False)
-            return self._load(*args, **kwargs)
 
-        torch.load = load
-
-    def __exit__(self, *exc):
-        torch.load = self._load
+@contextmanager
+def _ogb_files_loadable():
+    r"""Lets OGB's own bare :func:`torch.load` calls (weights only since
+    PyTorch 2.6) read the files OGB writes and downloads, keeping the
+    weights-only check: PyTorch's :func:`torch.serialization.safe_globals`
+    with just those classes."""
+    allowed = torch.serialization.get_safe_globals()
+    # the context removes what it was given on exit, so only what is not
+    # allowed already, or it would revoke PyG's own entries
+    with torch.serialization.safe_globals(
+            [g for g in _ogb_file_globals() if g not in allowed]):
+        yield
 
 
 def ogbn_split(dataset: PygNodePropPredDataset) -> Data:
     r"""The dataset's graph with boolean :obj:`train_mask`, :obj:`val_mask`,
     :obj:`test_mask` from OGB's official split and :obj:`y` flattened to
     :obj:`[num_nodes]`, the layout of a Planetoid graph."""
-    with _trusted_torch_load():
+    with _ogb_files_loadable():
         split = dataset.get_idx_split()
     data = dataset[0]
     data.y = data.y.view(-1)
