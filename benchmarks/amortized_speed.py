@@ -41,7 +41,8 @@ from torch import nn
 from torch_geometric.utils import dropout_edge
 
 from pyg_spectral.datasets import load_planetoid
-from pyg_spectral.nn import amortized_eigh, amortized_svd, exact_eigh
+from pyg_spectral.bench.node_classification import make_optimizer
+from pyg_spectral.nn import AmortizedEigenbasis, amortized_eigh, amortized_svd, exact_eigh
 from pyg_spectral.linalg import signed_qr
 from pyg_spectral.operators import GraphOperator, NullSpace
 
@@ -91,11 +92,19 @@ class Solver:
     def __init__(self, method: str, n: int, k: int = K, seed: int = 0) -> None:
         self.method, self.previous, self.k = method, None, k
         if method == 'amortized':
+            # an eigen-loss module, so that the bench's optimizer finds W
+            # (eigen_parameters) and gives it the basis group and schedule
+            self.basis = AmortizedEigenbasis(n, k)
             gen = torch.Generator().manual_seed(seed)
-            self.W = nn.Parameter(0.1 * torch.randn(n, k, generator=gen))
+            with torch.no_grad():
+                self.basis.weight.copy_(0.1 * torch.randn(n, k, generator=gen))
+            self.W = self.basis.weight
 
     def parameters(self):
         return [self.W] if self.method == 'amortized' else []
+
+    def modules(self) -> dict:
+        return {'basis': self.basis} if self.method == 'amortized' else {}
 
     def __call__(self, op, null=None):
         if self.method == 'amortized':
@@ -269,7 +278,9 @@ def format_dense(rows, exact: str, title: str) -> str:
 # ------------------------------------------------------------ changing graphs
 def changing_graph_run(name, method, regime, epochs, iters_only=False, k=K, components=True):
     r"""Trains the rank-k GCN with the graph changing every step (its
-    component space, when used, rebuilt every step too); returns (median
+    component space, when used, rebuilt every step too) under the bench's
+    optimizer (an amortized basis in its own group at the bench's basis rate,
+    decayed to 0 by a cosine over the epochs); returns (median
     seconds per training step, seconds of the basis in a step: the median
     solve for an exact solver, forward and backward for the amortized one,
     test accuracy at best validation)."""
@@ -278,12 +289,13 @@ def changing_graph_run(name, method, regime, epochs, iters_only=False, k=K, comp
     torch.manual_seed(0)
     model = LowRankGCNBackbone(data.num_features, int(data.y.max()) + 1)
     solver = Solver(method, n, k)
-    params = list(model.parameters()) + solver.parameters()
+    net = nn.ModuleDict({'model': model, **solver.modules()})
     theta = None
     if regime == 'learned-weights':
         theta = nn.Parameter(torch.zeros(data.edge_index.size(1)))
-        params.append(theta)
-    opt = torch.optim.Adam(params, lr=0.01, weight_decay=5e-4)
+        net.register_parameter('theta', theta)
+    # the bench's optimizer: an amortized basis in its own group, decayed to 0
+    opt, decay = make_optimizer(net, 0.01, 5e-4, 'cosine', epochs)
     full = GraphOperator.from_edge_index(data.edge_index, num_nodes=n, kind='gcn')
     full_null = NullSpace.of_operator(full) if components else None
     reverse = _reverse_edges(data.edge_index, n)
@@ -304,6 +316,7 @@ def changing_graph_run(name, method, regime, epochs, iters_only=False, k=K, comp
             op = GraphOperator.from_edge_index(data.edge_index, (w + w[reverse]) / 2, n, kind='gcn')
         null = NullSpace.of_operator(op) if components else None
         gcn_step(model, opt, data, timed_solver, op, null)
+        decay.step()
 
     times, best_val, best_test = [], -1.0, 0.0
     eval_solver = Solver('eigsh', n, k) if method != 'amortized' else solver
@@ -374,7 +387,6 @@ def convergence_rows(name, checkpoints=(50, 100, 200, 400, 800)):
     eigenvalue-1 cluster when it has more than k dimensions) and the worst
     eigenvalue error."""
     from pyg_spectral.metrics import max_principal_sine
-    from pyg_spectral.nn import AmortizedEigenbasis
     data = load_planetoid(name)[0]
     n = data.num_nodes
     op = GraphOperator.from_edge_index(data.edge_index, num_nodes=n, kind='gcn')
@@ -391,7 +403,6 @@ def convergence_rows(name, checkpoints=(50, 100, 200, 400, 800)):
         vals = torch.ones(K)
     else:
         cluster = K
-    from pyg_spectral.bench.node_classification import make_optimizer
     rows, total = [], max(checkpoints)
     for schedule in ('constant', 'cosine'):
         torch.manual_seed(0)
