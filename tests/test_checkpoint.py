@@ -1,5 +1,6 @@
 """Long sampled fits: checkpoints resume exactly; a non-finite loss stops the
-fit naming the step and keeps the last good checkpoint."""
+fit naming the step and keeps the last good checkpoint; the fit's randomness
+is its own generator's."""
 import pytest
 import torch
 
@@ -18,16 +19,17 @@ def make_fit(seed=0):
     return op, model, solver
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize('interrupt', [2, 10])  # in the warm-up, in the decay
+def test_resume_equals_uninterrupted(tmp_path, interrupt):
     op, model, solver = make_fit()
     full = solver.fit(op, model, steps=20, progress=False, eval_samples=256, eval_batch_size=256)
 
     path = tmp_path / 'fit.pt'
     op, model, solver = make_fit()
-    stop_at = lambda step, loss, values: step + 1 == 10  # an "interruption" after step 10
-    solver.fit(op, model, steps=20, check_every=5, callback=stop_at, checkpoint=path,
-               checkpoint_every=5, progress=False, eval_samples=256, eval_batch_size=256)
-    assert load_checkpoint(path)['step'] == 10
+    stop_at = lambda step, loss, values: step + 1 == interrupt
+    solver.fit(op, model, steps=20, check_every=1, callback=stop_at, checkpoint=path,
+               checkpoint_every=interrupt, progress=False, eval_samples=256, eval_batch_size=256)
+    assert load_checkpoint(path)['step'] == interrupt
 
     # a fresh process: new model object with another initialisation
     op, model, solver = make_fit(seed=123)
@@ -77,3 +79,25 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     state = load_checkpoint(path)
     assert state['step'] == 5 and len(state['loss_history']) == 5
     assert all(torch.isfinite(v).all() for v in state['models'].values())
+
+
+def test_fit_leaves_the_global_generator_alone(tmp_path):
+    path = tmp_path / 'fit.pt'
+    op, model, solver = make_fit()
+    initial = {key: value.clone() for key, value in model.state_dict().items()}
+    torch.manual_seed(7)
+    before = torch.get_rng_state()
+    stop_at = lambda step, loss, values: step + 1 == 5
+    solver.fit(op, model, steps=10, callback=stop_at, check_every=5, checkpoint=path,
+               checkpoint_every=5, progress=False, eval_samples=64, eval_batch_size=64)
+    resumed = solver.fit(op, model, steps=10, checkpoint=path, progress=False,
+                         eval_samples=64, eval_batch_size=64)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert 'rng' not in load_checkpoint(path)
+
+    # and does not depend on it: the same start under another global state
+    model.load_state_dict(initial)
+    torch.manual_seed(8)
+    again = solver.fit(op, model, steps=10, progress=False, eval_samples=64, eval_batch_size=64)
+    assert again.loss_history == resumed.loss_history
+    assert torch.equal(again.eigenvalues, resumed.eigenvalues)

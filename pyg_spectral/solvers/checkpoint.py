@@ -4,25 +4,7 @@ from __future__ import annotations
 
 import os
 
-import torch
-
 from ..io import atomic_save, safe_load
-
-
-def rng_state() -> dict:
-    r"""The global torch RNG states (CPU and, when present, every CUDA
-    device), for exact resumption of anything that draws from them
-    (dropout, default initialisations)."""
-    state = {'cpu': torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state['cuda'] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    torch.set_rng_state(state['cpu'])
-    if 'cuda' in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state['cuda'])
 
 
 def save_checkpoint(path: str | os.PathLike, state: dict) -> None:

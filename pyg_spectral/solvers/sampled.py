@@ -20,7 +20,7 @@ from ..io import digest
 from ..linalg import rayleigh_ritz, whitening
 from ..losses import LoRATerms, NestedLoRA
 from ..operators.sampling import SampledOperator
-from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import load_checkpoint, save_checkpoint
 from .loop import (check_models, descend, finish, flush_losses, positive_int,
                    rayleigh_quotients, show, ticks)
 from .neuralsvd import NeuralSVDResult
@@ -122,7 +122,12 @@ class SampledNeuralSVD:
         ema_decay: decay of the weight EMA (:obj:`None`: no EMA).
         batch_size: samples per step.
         grad_clip: clip the gradient norm (:obj:`None`: off).
-        seed: seed of the sampling generator (and of the evaluation samples).
+        seed: seed of the fit's own generator, from which it draws its
+            samples and Hutchinson probes (and, with :obj:`seed + 1`, the
+            evaluation samples). The fit leaves torch's global generator
+            alone: a model with random layers of its own (dropout) draws
+            from it as usual, and resumes bit for bit only where the
+            caller restores that generator's state.
         split_batch: estimate the two factors of the metric term from the two
             halves of each batch (unbiased); :obj:`False` uses the whole batch
             for both (lower variance, a bias of order 1/batch_size).
@@ -183,10 +188,12 @@ class SampledNeuralSVD:
                 every check (quotients of the training batch, mapped back by
                 the operator); returning :obj:`True` stops the fit.
             checkpoint: file of the checkpoint (model, EMA, optimizer,
-                schedule, step, loss history, RNG states), written every
-                :obj:`checkpoint_every` steps and at the end.
+                schedule, step, loss history, the sampling generator's
+                state), written every :obj:`checkpoint_every` steps and at
+                the end.
             resume: continue from :obj:`checkpoint` when it exists; the
-                result is the one of an uninterrupted fit.
+                result is the one of an uninterrupted fit (bit for bit,
+                unless the model draws random numbers of its own).
             eval_samples: samples of the final Rayleigh-Ritz evaluation.
             eval_batch_size: samples per evaluation chunk (memory bound).
         """
@@ -223,7 +230,7 @@ class SampledNeuralSVD:
                     'config': config, 'step': step, 'loss_history': list(losses),
                     'models': models.state_dict(), 'ema': None if ema is None else ema.state_dict(),
                     'optimizer': opt.state_dict(), 'schedule': schedule.state_dict(),
-                    'generator': generator.get_state(), 'rng': rng_state()})
+                    'generator': generator.get_state()})
 
         pending: list[Tensor] = []  # on-device losses, drained at checks and saves
 
@@ -323,7 +330,7 @@ class SampledNeuralSVD:
                  losses) -> int:
         state = load_checkpoint(path, map_location='cpu')
         keys = ('config', 'step', 'loss_history', 'models', 'ema', 'optimizer', 'schedule',
-                'generator', 'rng')
+                'generator')
         if not isinstance(state, dict) or any(key not in state for key in keys):
             raise ValueError(f"checkpoint '{path}' is not a SampledNeuralSVD checkpoint; "
                              f"pass resume=False or another path")
@@ -351,6 +358,5 @@ class SampledNeuralSVD:
                              f"resume=False or another path") from error
         schedule.load_state_dict(state['schedule'])
         generator.set_state(state['generator'])
-        set_rng_state(state['rng'])
         losses.extend(state['loss_history'])
         return int(state['step'])
