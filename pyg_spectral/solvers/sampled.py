@@ -77,14 +77,21 @@ def max_cosine(gram: Tensor) -> float:
     return float(cos.max()) if cos.numel() > 1 else 0.0
 
 
-def cosine_schedule(steps: int, warmup_steps: int, min_lr_ratio: float) -> Callable[[int], float]:
-    r"""Linear warm-up, then cosine decay to :obj:`min_lr_ratio` of the rate."""
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / warmup_steps
-        t = min(1.0, (step - warmup_steps) / max(1, steps - warmup_steps))
-        return min_lr_ratio + (1 - min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * t))
-    return factor
+def warmup_cosine_schedule(optimizer: torch.optim.Optimizer, steps: int, warmup_steps: int,
+                           min_lr_ratio: float) -> torch.optim.lr_scheduler.LRScheduler:
+    r"""Linear warm-up over :obj:`warmup_steps` steps to the optimizer's
+    rate (the rate of step :math:`i` is :math:`(i + 1) / w` of it), then
+    cosine decay to :obj:`min_lr_ratio` of it at step :obj:`steps`."""
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=max(1, steps - warmup_steps),
+        eta_min=min_lr_ratio * optimizer.param_groups[0]['lr'])
+    if warmup_steps == 0:
+        return cosine
+    # a single warm-up step runs at the full rate, as its (i + 1) / w says
+    warmup = torch.optim.lr_scheduler.LinearLR(optimizer, start_factor=1 / warmup_steps,
+                                               total_iters=max(1, warmup_steps - 1))
+    return torch.optim.lr_scheduler.SequentialLR(optimizer, [warmup, cosine],
+                                                 milestones=[warmup_steps])
 
 
 class SampledNeuralSVD:
@@ -207,8 +214,7 @@ class SampledNeuralSVD:
         models = self._models(operator, model)
         params = [p for m in models for p in m.parameters()]
         opt = OPTIMIZERS[self.optimizer](params, lr=self.lr)
-        schedule = torch.optim.lr_scheduler.LambdaLR(
-            opt, cosine_schedule(steps, self.warmup_steps, self.min_lr_ratio))
+        schedule = warmup_cosine_schedule(opt, steps, self.warmup_steps, self.min_lr_ratio)
         ema = None if self.ema_decay is None else AveragedModel(
             models, multi_avg_fn=get_ema_multi_avg_fn(self.ema_decay), use_buffers=True)
         generator = torch.Generator().manual_seed(self.seed)
@@ -356,7 +362,22 @@ class SampledNeuralSVD:
             raise ValueError(f"checkpoint '{path}' does not fit this model (another "
                              f"architecture?): {str(error).splitlines()[0]}; pass "
                              f"resume=False or another path") from error
-        schedule.load_state_dict(state['schedule'])
+        step = int(state['step'])
+        if 'lr_lambdas' in state['schedule']:
+            # written when the schedule was a LambdaLR of the same rates:
+            # its position, while the rate itself came back with the optimizer
+            schedule.load_state_dict(self._schedule_at(step, steps))
+        else:
+            schedule.load_state_dict(state['schedule'])
         generator.set_state(state['generator'])
         losses.extend(state['loss_history'])
-        return int(state['step'])
+        return step
+
+    def _schedule_at(self, step: int, steps: int) -> dict:
+        r"""The state of this fit's schedule after :obj:`step` steps."""
+        optimizer = torch.optim.SGD([torch.zeros(0, requires_grad=True)], lr=self.lr)
+        schedule = warmup_cosine_schedule(optimizer, steps, self.warmup_steps, self.min_lr_ratio)
+        for _ in range(step):
+            optimizer.step()
+            schedule.step()
+        return schedule.state_dict()
