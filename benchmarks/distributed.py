@@ -27,6 +27,11 @@ Commands::
     OMP_NUM_THREADS=1 python benchmarks/distributed.py fit /tmp/prod1m.npz --k 16 --steps 20
     OMP_NUM_THREADS=1 torchrun --standalone --nproc-per-node 2 benchmarks/distributed.py fit \\
         /tmp/prod1m.npz --k 16 --steps 20 --partition-file /tmp/prod1m.metis2.pt
+    # time to a sine of 1e-2: an ARPACK reference (k + 1 pairs, residuals and
+    # the gap recorded), then fits that stop at the check after reaching it
+    python benchmarks/distributed.py reference /tmp/sbm1e5.npz --k 16 --out /tmp/sbm1e5.ref.npy
+    OMP_NUM_THREADS=1 python benchmarks/distributed.py fit /tmp/sbm1e5.npz --k 16 --steps 5000 \\
+        --reference /tmp/sbm1e5.ref.npy --target-sine 1e-2
 
 One process loads the whole graph and builds the whole matrix (this is
 ``NeuralSVD.fit``); each of several processes builds only its own rows from
@@ -165,6 +170,65 @@ def cmd_partition(args) -> None:
                               'peak_mib': round(peak_mib(), 1)}), flush=True)
 
 
+def cmd_reference(args) -> None:
+    r"""The :obj:`k` smallest eigenpairs by ARPACK in float64, with the
+    largest residual and the gap to pair :obj:`k + 1`, whose ratio bounds
+    the reference's own subspace sine (Davis-Kahan)."""
+    import scipy.sparse.linalg as sla
+    from pyg_spectral import GraphOperator
+    from pyg_spectral.graph_file import GraphFile
+    edge_index, weight, n = GraphFile(args.graph).load()
+    matrix = GraphOperator.from_edge_index(edge_index, edge_weight=weight, num_nodes=n,
+                                           kind=args.kind, dtype=torch.float64).to_scipy()
+    del edge_index, weight
+    start = time.perf_counter()
+    v0 = np.random.default_rng(0).standard_normal(n)
+    values, vectors = sla.eigsh(matrix, k=args.k + 1, which='SA', v0=v0, tol=1e-12)
+    seconds = time.perf_counter() - start
+    order = np.argsort(values)
+    values, vectors = values[order], vectors[:, order]
+    residual = float(np.linalg.norm(matrix @ vectors[:, :args.k] - vectors[:, :args.k]
+                                    * values[:args.k], axis=0).max())
+    gap = float(values[args.k] - values[args.k - 1])
+    partial = f'{args.out}.partial.npy'
+    np.save(partial, vectors[:, :args.k])
+    os.replace(partial, args.out)
+    print(json.dumps({'graph': args.graph, 'k': args.k, 'seconds': round(seconds, 1),
+                      'values': values.round(6).tolist(), 'residual': residual, 'gap': gap,
+                      'sine_bound': residual / gap}))
+
+
+class SineClock:
+    r"""Wall time until the span of a table's first :obj:`k` columns is
+    within :obj:`target` (largest principal sine) of the reference's rows
+    :obj:`[n_local, k]` (orthonormal over all processes): read after every
+    Ritz restart, when the columns are the Ritz vectors in order; the time
+    spent reading it is not counted."""
+
+    def __init__(self, reference: torch.Tensor, target: float, reduce) -> None:
+        self.reference, self.target, self.reduce = reference, target, reduce
+        self.start, self.overhead = time.perf_counter(), 0.0
+        self.reached_s = self.reached_check = None
+        self.sines: list[float] = []
+
+    def observe(self, table: torch.Tensor) -> None:
+        tick = time.perf_counter()
+        F = table[:, :self.reference.size(1)].double()
+        gram = self.reduce(F.T @ F)
+        cross = self.reduce(self.reference.T @ F)
+        w, U = torch.linalg.eigh(gram)
+        cosines = torch.linalg.svdvals(cross @ (U * w.rsqrt()) @ U.T)
+        sine = float((1 - cosines.min().clamp(max=1) ** 2).sqrt())
+        self.sines.append(sine)
+        if self.reached_s is None and sine <= self.target:
+            self.reached_s = tick - self.start - self.overhead
+            self.reached_check = len(self.sines) - 1
+        self.overhead += time.perf_counter() - tick
+
+    def stop(self, *args) -> bool:
+        return self.reached_s is not None
+
+
 def cmd_fit(args) -> None:
     import torch.distributed as dist
     from pyg_spectral import GraphOperator
@@ -196,11 +260,31 @@ def cmd_fit(args) -> None:
     build_s = time.perf_counter() - start
     build_peak = peak_mib()
     solver = DistributedNeuralSVD(args.k)
+    clock = None
+    if args.reference:
+        nodes = torch.arange(n) if world == 1 else op.nodes
+        rows = torch.from_numpy(np.load(args.reference, mmap_mode='r')[nodes.numpy()])
+        reduce = (lambda x: x) if world == 1 else \
+            (lambda x: (dist.all_reduce(x), x)[1])
+        clock = SineClock(rows, args.target_sine, reduce)
+        # the restart is where the columns are the ordered Ritz vectors:
+        # read the sine there (an instance attribute shadows the static method)
+        if world == 1:
+            restart = solver.single._ritz_restart
+            solver.single._ritz_restart = lambda target, table, *rest: (
+                restart(target, table, *rest), clock.observe(table.weight.data))[0]
+        else:
+            restart = solver._ritz_restart
+            solver._ritz_restart = lambda target, table, *rest: (
+                restart(target, table, *rest), clock.observe(table.data))[0]
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # a fixed budget: not converged
         fit_start, cpu_start = time.perf_counter(), time.process_time()
+        if clock is not None:
+            clock.start = fit_start
         res = solver.fit(op, steps=args.steps, largest=False, progress=False,
-                         check_every=args.check_every)
+                         check_every=args.check_every,
+                         callback=None if clock is None else clock.stop)
         seconds = time.perf_counter() - fit_start
         cpu_seconds = time.process_time() - cpu_start
     width = solver.k + max(4, solver.k // 2)
@@ -213,6 +297,13 @@ def cmd_fit(args) -> None:
            'table_bytes': n * width * 4, 'local_rows': res.vectors.size(0),
            'build_s': round(build_s, 1), 'build_peak_mib': round(build_peak, 1),
            'peak_mib': round(peak_mib(), 1)}
+    if clock is not None:
+        row.update({'target_sine': args.target_sine,
+                    'seconds_to_target': None if clock.reached_s is None
+                    else round(clock.reached_s, 2),
+                    'steps_to_target': None if clock.reached_check is None
+                    else clock.reached_check * args.check_every,
+                    'last_sine': clock.sines[-1], 'sine_overhead_s': round(clock.overhead, 2)})
     if world > 1:
         entries, cut = op.entry_counts()
         row.update({'halo_rows': op.exchange.num_received, 'nnz': op.nnz,
@@ -268,10 +359,20 @@ def main(argv=None) -> None:
     p.add_argument('--check-every', type=int, default=25)
     p.add_argument('--kind', default='sym_laplacian')
     p.add_argument('--partition-file', default=None)
+    p.add_argument('--reference', default=None,
+                   help='.npy [n, k] reference vectors (the reference command): time to '
+                        '--target-sine, then stop')
+    p.add_argument('--target-sine', type=float, default=1e-2)
+    p = sub.add_parser('reference', help='ARPACK eigenvectors for fit --reference')
+    p.add_argument('graph')
+    p.add_argument('--k', type=int, default=16)
+    p.add_argument('--kind', default='sym_laplacian')
+    p.add_argument('--out', required=True)
     args = parser.parse_args(argv)
     if args.command == 'make' and args.degree is None:
         args.degree = 10.0 if args.model == 'sbm' else 50.5
-    {'make': cmd_make, 'partition': cmd_partition, 'fit': cmd_fit}[args.command](args)
+    {'make': cmd_make, 'partition': cmd_partition, 'fit': cmd_fit,
+     'reference': cmd_reference}[args.command](args)
 
 
 if __name__ == '__main__':
