@@ -5,6 +5,15 @@ AddLaplacianEigenvectorPE, cold and after a small change of the graph.
     PYG_SPECTRAL_DATA=../shared/data python benchmarks/neuralsvd_speed.py \
         --graphs Cora CiteSeer PubMed geo100000 --out /tmp/neuralsvd_speed.md
 
+With ``--trace FILE.json`` the script records instead how the NeuralSVD fits
+converge: the cold fit and the two warm starts, each error against the
+trusted reference at every convergence check (wall time, step, max principal
+sine, max eigenvalue error), and the cold eigsh re-solves of the changed
+graphs as the times to beat (``benchmarks/plots.py`` draws them):
+
+    OMP_NUM_THREADS=1 PYG_SPECTRAL_DATA=../shared/data python benchmarks/neuralsvd_speed.py \
+        --graphs Cora PubMed --trace benchmarks/results/neuralsvd_trace.json
+
 Synthetic graphs are named by family and size: 'geo1e5' (kNN graph of
 random points in the unit square: mesh-like), 'sbm1e6' (stochastic block
 model with 32 communities: expands well).
@@ -20,7 +29,10 @@ right. The peers are `common.py`'s, in the settings each row names.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -30,11 +42,12 @@ from torch_geometric.utils import coalesce, to_undirected
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
-from common import (block_graph, eigsh_smallest, errors, geometric_graph,  # noqa: E402
+from common import (SINE_TOL, EIG_TOL, block_graph, eigsh_smallest, errors, geometric_graph,  # noqa: E402
                     lobpcg_smallest, machine_header, null_space_basis, pyg_pe,
                     reference_smallest, run_limited, sym_laplacian)
 
 from pyg_spectral import GraphOperator, NeuralSVD  # noqa: E402
+from pyg_spectral.solvers.neuralsvd import EigenTable  # noqa: E402
 from pyg_spectral.datasets import load_planetoid  # noqa: E402
 
 K = 16
@@ -178,6 +191,136 @@ def bench_graph(name, steps, tol, limit, lines, track_tol=None):
         print('\n'.join(lines[-5:]), flush=True)
 
 
+# ---------------------------------------------------------------- traces
+def traced_neuralsvd(ei, n, w, steps, tol, ref, init=None, check_every=25):
+    r""":func:`run_neuralsvd` (same settings, same fit) with a snapshot of
+    the table at the start of descent and at every convergence check, then,
+    after the fit, each snapshot's errors against :obj:`ref`. The snapshots
+    are taken where the fit already checks: a denser :obj:`check_every`
+    would change the fit itself (a Ritz restart runs at every check).
+
+    Timing: the clock runs from before the operator is built, as in the
+    timed rows; the time spent copying snapshots is measured and subtracted
+    from every later time stamp and from the fit's total, and the errors are
+    computed after the fit, outside the clock. Returns :obj:`(values,
+    vectors, note, result, trace)`."""
+    holder, snapshots, overhead = {}, [], [0.0]
+    original = EigenTable.forward
+
+    def snapshot(table, step):
+        t = time.perf_counter()
+        snapshots.append((t - start - overhead[0], step, table.weight.detach().clone()))
+        overhead[0] += time.perf_counter() - t
+
+    def forward(self, *args):
+        # the fit owns its table; reading it where the fit does is the
+        # only way to see it without changing the library
+        if 'table' not in holder:
+            holder['table'] = self
+            snapshot(self, 0)
+        return original(self, *args)
+
+    def callback(step, loss, values):
+        snapshot(holder['table'], step + 1)  # after the step (the table is updated in place)
+
+    EigenTable.forward = forward
+    try:
+        start = time.perf_counter()
+        op = GraphOperator.from_edge_index(ei, w, n, kind='sym_laplacian')
+        res = NeuralSVD(K).fit(op, largest=False, steps=steps, tol=tol, init=init,
+                               check_every=check_every, refine=True, progress=False,
+                               callback=callback)
+        seconds = time.perf_counter() - start - overhead[0]
+    finally:
+        EigenTable.forward = original
+    if not snapshots:
+        raise RuntimeError('no snapshot of the table: NeuralSVD.fit no longer calls the table')
+    points = []
+    with torch.no_grad():
+        for t, step, F in snapshots:
+            # what the fit would return if stopped here: Rayleigh-Ritz on the
+            # table's span with the fit's own operator and precision, as
+            # refine=True does at the end (so the last point is the answer)
+            Q = torch.linalg.qr(F)[0]
+            values, S = torch.linalg.eigh(Q.T @ op.matmat(Q))
+            eig_err, sine = errors(values[:K].numpy(), (Q @ S[:, :K]).numpy(), ref, K)
+            points.append([round(t, 6), step, sine, eig_err])
+    eig_err, sine = errors(res.eigenvalues.numpy(), res.eigenvectors.numpy(), ref, K)
+    trace = {'seconds': seconds, 'snapshot_seconds': overhead[0], 'steps': res.steps,
+             'converged': bool(res.converged), 'check_every': check_every, 'tol': tol,
+             'eig_err': eig_err, 'sine': sine, 'verdict': common.verdict(eig_err, sine),
+             'points': points}
+    return res.eigenvalues.numpy(), res.eigenvectors.numpy(), f'{res.steps} steps', res, trace
+
+
+def trace_graph(name, steps, tol, limit, track_tol=None) -> dict:
+    r"""The convergence traces of one graph (see :func:`traced_neuralsvd`):
+    the cold fit, the warm starts after the two changes of :func:`bench_graph`
+    (from the cold fit where it is right, else from the reference), and the
+    cold eigsh re-solves of each changed graph, timed as in the table."""
+    ei, n, sparse = load_graph(name)
+    L = sym_laplacian(ei, n)
+    t = time.perf_counter()
+    ref = reference_smallest(L, K, null_space_basis(ei, n), sparse=sparse)
+    out = {'graph': name, 'n': n, 'edges': int(ei.size(1)), 'reference': ref.how,
+           'reference_seconds': time.perf_counter() - t, 'fits': [], 'peers': []}
+
+    def fit(regime, start, run):
+        status, _, _, result = run_limited(run, (), limit)
+        if status != 'ok':
+            out['fits'].append({'regime': regime, 'start': start, 'verdict': 'FAILED',
+                                'note': str(result)})
+            return None
+        *_, res, trace = result
+        out['fits'].append({'regime': regime, 'start': start, **trace})
+        print(f"{name} {regime} ({start}): {trace['seconds']:.3f} s, {trace['steps']} steps, "
+              f"sine {trace['sine']:.2e}, eig err {trace['eig_err']:.2e}, {trace['verdict']}; "
+              f"{len(trace['points'])} snapshots took {trace['snapshot_seconds'] * 1e3:.1f} ms",
+              flush=True)
+        return res if trace['verdict'] == 'ok' else None
+
+    cold = fit('cold', 'random', lambda: traced_neuralsvd(ei, n, None, steps, tol, ref))
+    if cold is not None:
+        init, V_old, start = cold, cold.eigenvectors.numpy(), 'from ours'
+    else:
+        V_old = ref.vectors[:, :K]
+        init, start = torch.from_numpy(np.ascontiguousarray(V_old)), 'from the reference'
+    warm_tol = tol if track_tol is None else track_tol
+    for regime, (ei2, w2) in (('weights +-5%', perturb_weights(ei, n)),
+                              ('1% edges rewired', rewire(ei, n))):
+        L2 = sym_laplacian(ei2, n, w2)
+        ref2 = reference_smallest(L2, K, null_space_basis(ei2, n, w2), sparse=sparse)
+        fit(regime, start, lambda: traced_neuralsvd(ei2, n, w2, steps, warm_tol, ref2,
+                                                    init=init, check_every=5))
+        for method, run in (('scipy eigsh SA cold', lambda: run_eigsh(L2)),
+                            ('scipy eigsh shift-invert cold',
+                             lambda: run_eigsh(L2, shift_invert=True))):
+            seconds, _, line, _ = timed_row(name, regime, method, run, ref2, limit)
+            cells = [c.strip() for c in line.strip('|').split('|')]
+            out['peers'].append({'regime': regime, 'method': method, 'seconds': float(cells[3]),
+                                 'eig_err': common_float(cells[6]), 'sine': common_float(cells[7]),
+                                 'verdict': cells[8]})
+            print(line, flush=True)
+    return out
+
+
+def common_float(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def write_json(path: str, payload: dict) -> None:
+    r"""To a temporary name, then renamed: a stopped run never leaves half a file."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(suffix='.json', dir=target.parent)
+    with os.fdopen(fd, 'w') as fh:
+        json.dump(payload, fh, indent=1)
+    os.chmod(tmp, 0o644)  # mkstemp's 0600 would stay on the result
+    os.replace(tmp, target)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--graphs', nargs='+', default=['Cora', 'CiteSeer', 'PubMed', 'geo100000'])
@@ -189,7 +332,18 @@ def main():
     p.add_argument('--limit', type=float, default=600.0,
                    help='seconds per row; a slower solver is killed and reported FAILED')
     p.add_argument('--out')
+    p.add_argument('--trace', metavar='FILE.json',
+                   help='record convergence traces of the NeuralSVD fits (cold and warm) into this '
+                        'JSON instead of the comparison table (default: no trace)')
     args = p.parse_args()
+    if args.trace:
+        payload = {'header': machine_header(), 'k': K, 'sine_tol': SINE_TOL, 'eig_tol': EIG_TOL,
+                   'graphs': []}
+        print(payload['header'], flush=True)
+        for g in args.graphs:
+            payload['graphs'].append(trace_graph(g, args.steps, args.tol, args.limit, args.track_tol))
+            write_json(args.trace, payload)  # after every graph
+        return
     lines = [machine_header(), '',
              f'### NeuralSVD vs eigensolvers, k={K} smallest of the sym. normalized Laplacian',
              '', '"/ ours" = seconds / seconds of our row of the same regime']

@@ -97,6 +97,23 @@ def status(verdict: str) -> str:
     return 'ok' if verdict.startswith('ok') else 'n/a'
 
 
+# benchmarks/common.py's one WRONG rule (copied: common imports torch and
+# SciPy, which drawing does not need; tests/test_plots.py checks they agree)
+EIG_TOL, SINE_TOL = 1e-3, 1e-2
+
+
+def verdict_now(row: dict, eig_key: str, sine_key: str) -> str:
+    r""":func:`status` of a raw row under the current WRONG rule: some raw
+    files were written under the scripts' earlier sine limit 0.05 and say
+    'ok' for a sine between 1e-2 and 0.05."""
+    verdict = status(row.get('verdict', ''))
+    eig_err, sine = number(row.get(eig_key)), number(row.get(sine_key))
+    if verdict == 'ok' and ((eig_err is not None and eig_err > EIG_TOL)
+                            or (sine is not None and sine > SINE_TOL)):
+        return 'WRONG'
+    return verdict
+
+
 def _newer(a: str, b: str) -> bool:
     return a > b  # ISO dates (with an optional HH:MM) sort as strings
 
@@ -199,7 +216,8 @@ def _draw_pe(ax, tables, legend=True) -> None:
     for name, (_, nodes, table) in single.items():
         for row in table.rows:
             if row['peer'] in series:
-                series[row['peer']].append((nodes, number(row['wall s']), status(row['verdict'])))
+                series[row['peer']].append((nodes, number(row['wall s']),
+                                            verdict_now(row, 'eig err', 'subspace err')))
     _peer_lines(ax, {p: s for p, s in series.items() if s})
     _name_graphs(ax, [(name.replace(' 100000 nodes', ' 1e5'), nodes) for name, (_, nodes, _) in single.items()])
     ax.set_xlabel('nodes (one graph)')
@@ -306,7 +324,8 @@ def eigensolvers(results: Path = RESULTS, out: Path | None = None) -> list[Path]
             names.append((graph, n))
             for row in rows:
                 if row['regime'] == 'cold' and row['method'] in series:
-                    series[row['method']].append((n, number(row['seconds']), status(row['verdict'])))
+                    series[row['method']].append((n, number(row['seconds']),
+                                                  verdict_now(row, 'eig err', 'subspace sine')))
         _peer_lines(ax, {p: s for p, s in series.items() if s})
         _name_graphs(ax, names)
         ax.set_xlabel('nodes')
@@ -326,8 +345,8 @@ def eigensolvers(results: Path = RESULTS, out: Path | None = None) -> list[Path]
 def tracking(results: Path = RESULTS, out: Path | None = None) -> list[Path]:
     r"""NeuralSVD cold vs warm-started: the subspace sine each fit ended at
     against its wall time (``neuralsvd_speed*_tracktol.md``, one point per
-    ``--track-tol``), with the cold ``eigsh`` re-solves it must beat. Only end
-    points: no script records a convergence trace."""
+    ``--track-tol``), with the cold ``eigsh`` re-solves it must beat. End
+    points; :func:`neuralsvd_convergence` draws whole traces."""
     paths = sorted(results.glob('neuralsvd_speed*_tracktol.md'))
     if not paths:
         return []
@@ -353,7 +372,7 @@ def tracking(results: Path = RESULTS, out: Path | None = None) -> list[Path]:
                 continue
             drawn.add(key)
             colour, marker = regimes[regime]
-            wrong = status(row['verdict']) == 'WRONG'
+            wrong = verdict_now(row, 'eig err', 'subspace sine') == 'WRONG'
             ax.plot([t], [sine], marker='x' if wrong else marker, color=colour, ms=9 if wrong else 7,
                     mew=2 if wrong else 1, ls='')
             tol = re.search(r'tol ([\d.e-]+)', method)
@@ -365,15 +384,14 @@ def tracking(results: Path = RESULTS, out: Path | None = None) -> list[Path]:
         for regime in ('weights +-5%', '1% edges rewired'):
             cold = [(number(r['seconds']), r['method']) for r in rows
                     if r['regime'] == regime and r['method'].startswith('scipy eigsh')
-                    and r['method'].endswith('cold') and status(r['verdict']) == 'ok']
+                    and r['method'].endswith('cold') and verdict_now(r, 'eig err', 'subspace sine') == 'ok']
             if cold:
                 t, method = min(cold)
                 ax.axvline(t, color=regimes[regime][0], ls=':', lw=1.5,
                            label=f'fastest correct cold re-solve after "{regime}": {method} ({t:.3f} s)')
-        ax.axhline(1e-2, color='0.4', ls='--', lw=1)
-        ax.axhline(5e-2, color='k', ls='-', lw=0.8)
-        ax.text(1.0, 1e-2, ' sine 1e-2 (tests)', transform=ax.get_yaxis_transform(), fontsize=7, va='center')
-        ax.text(1.0, 5e-2, ' 0.05: WRONG above', transform=ax.get_yaxis_transform(), fontsize=7, va='center')
+        ax.axhline(SINE_TOL, color='0.3', ls='--', lw=1)
+        ax.text(1.0, SINE_TOL, f' {SINE_TOL:g}: WRONG above', transform=ax.get_yaxis_transform(),
+                fontsize=7, va='center')
         for regime, (colour, marker) in regimes.items():
             ax.plot([], [], marker=marker, color=colour, ls='', label='NeuralSVD ' + regime)
         ax.set_xscale('log')
@@ -384,10 +402,90 @@ def tracking(results: Path = RESULTS, out: Path | None = None) -> list[Path]:
         ax.grid(True, which='both', alpha=0.25)
         ax.legend(fontsize=7, loc='upper center', bbox_to_anchor=(0.5, -0.15), ncol=1)
     fig.suptitle('NeuralSVD cold vs warm-started after a small change of the graph '
-                 '(neuralsvd_speed.py --track-tol; end points of fits, no convergence traces recorded)',
+                 '(neuralsvd_speed.py --track-tol: where each fit stopped, one point per tol; '
+                 'the traces are in neuralsvd_convergence.png)',
                  fontsize=10)
     fig.tight_layout()
     path = (out or results) / 'neuralsvd_cold_vs_warm.png'
+    _save(fig, path)
+    return [path]
+
+
+TRACE_REGIMES = {'cold': 'tab:blue', 'weights +-5%': 'tab:green', '1% edges rewired': 'tab:red'}
+
+
+def neuralsvd_traces(results: Path = RESULTS) -> list[dict]:
+    r"""The graphs of ``neuralsvd_trace.json`` (``neuralsvd_speed.py
+    --trace``), with its header line and WRONG thresholds in each."""
+    path = results / 'neuralsvd_trace.json'
+    if not path.exists():
+        return []
+    payload = json.loads(path.read_text())
+    return [{**g, 'header': payload['header'], 'sine_tol': payload['sine_tol'],
+             'eig_tol': payload['eig_tol']} for g in payload['graphs']]
+
+
+def _draw_trace(ax, graph: dict, column: int, legend=True) -> None:
+    r"""One error (column 2: max principal sine, 3: max eigenvalue error)
+    against wall time for every fit of :obj:`graph`: the trace at each
+    convergence check, the fit's own answer as a filled mark at its end,
+    the WRONG threshold, and the fastest correct cold eigsh re-solve of
+    each changed graph as a vertical line."""
+    for fit in graph['fits']:
+        colour = TRACE_REGIMES.get(fit['regime'], 'k')
+        label = fit['regime'] if fit['regime'] == 'cold' else f"warm after {fit['regime']} ({fit['start']})"
+        if fit.get('verdict') == 'FAILED':
+            ax.plot([], [], color=colour, label=f'{label}: FAILED')
+            continue
+        t = [p[0] for p in fit['points']]
+        err = [max(p[column], 1e-16) for p in fit['points']]  # an exact 0 has no place on a log axis
+        ax.plot(t, err, color=colour, marker='.', ms=4, lw=1.4,
+                label=f"{label}: {fit['seconds']:.2f} s, {fit['steps']} steps, {fit['verdict']}")
+        final = fit['sine'] if column == 2 else fit['eig_err']
+        ax.plot([fit['seconds']], [max(final, 1e-16)], color=colour, marker='o', ms=7,
+                mec='k', ls='')
+    tol = graph['sine_tol'] if column == 2 else graph['eig_tol']
+    ax.axhline(tol, color='0.3', ls='--', lw=1)
+    ax.text(0.99, tol, f'WRONG above {tol:g}', transform=ax.get_yaxis_transform(), ha='right',
+            va='bottom', fontsize=7, color='0.3')
+    for regime in ('weights +-5%', '1% edges rewired'):
+        ok = [(p['seconds'], p['method']) for p in graph['peers']
+              if p['regime'] == regime and p['verdict'] == 'ok']
+        if ok:
+            t, method = min(ok)
+            ax.axvline(t, color=TRACE_REGIMES[regime], ls=':', lw=1.5,
+                       label=f"fastest correct cold re-solve after {regime}: "
+                             f"{method.replace('scipy ', '').replace(' cold', '')}, {t:.2f} s")
+    ax.set_xscale('log')
+    ax.set_yscale('log')
+    ax.set_xlabel('wall time since the fit started (s)')
+    ax.set_ylabel('max principal sine to the reference' if column == 2 else
+                  'max relative eigenvalue error')
+    ax.grid(True, which='both', alpha=0.25)
+    if legend:
+        ax.legend(fontsize=6.5, loc='upper center', bbox_to_anchor=(0.5, -0.16), ncol=1)
+
+
+def neuralsvd_convergence(results: Path = RESULTS, out: Path | None = None) -> list[Path]:
+    r"""Convergence of NeuralSVD, cold vs warm-started after a small change
+    of the graph: subspace sine and eigenvalue error against wall time
+    (``neuralsvd_trace.json``), one row per graph."""
+    graphs = neuralsvd_traces(results)
+    if not graphs:
+        return []
+    plt = _plt()
+    fig, axes = plt.subplots(len(graphs), 2, figsize=(12.5, 6.2 * len(graphs)), squeeze=False)
+    for row, graph in zip(axes, graphs):
+        for ax, column in zip(row, (2, 3)):
+            _draw_trace(ax, graph, column, legend=column == 2)
+            ax.set_title(f"{graph['graph']} (n = {graph['n']:,}): "
+                         + ('subspace sine' if column == 2 else 'eigenvalue error'), fontsize=10)
+    date = _DATE.search(graphs[0]['header'])
+    fig.suptitle('NeuralSVD, k = 16 smallest of the normalised Laplacian: error at every convergence '
+                 f"check, cold vs warm-started (neuralsvd_speed.py --trace; {date.group(0) if date else ''}, "
+                 'CPU, one thread)', fontsize=10)
+    fig.tight_layout()
+    path = (out or results) / 'neuralsvd_convergence.png'
     _save(fig, path)
     return [path]
 
@@ -672,6 +770,57 @@ def hydrogen_states(results: Path = RESULTS, out: Path | None = None,
     return [path]
 
 
+# --------------------------------------------------------------------------- learned eigenvectors on a mesh
+
+def mesh_eigenvectors(results: Path = RESULTS, out: Path | None = None,
+                      shown: tuple[int, ...] = (1, 2, 3, 4, 5, -1)) -> list[Path]:
+    r"""Learned low eigenvectors of the normalised Laplacian of a kNN mesh,
+    coloured on the points, above the exact ones (``mesh_eigenvectors.npz``,
+    written by ``mesh_eigenvectors.py``, the learned vectors already aligned
+    to the exact ones); :obj:`shown` indexes the k fitted vectors (the first,
+    sqrt(degree), is left out: it carries no picture)."""
+    path = results / 'mesh_eigenvectors.npz'
+    if not path.exists():
+        return []
+    import numpy as np
+    data = np.load(path)
+    meta = json.loads(str(data['meta']))
+    points, exact, learned = data['points'], data['exact'], data['learned']
+    k = exact.shape[1]
+    shown = [i % k for i in shown]
+    plt = _plt()
+    fig, axes = plt.subplots(2, len(shown), figsize=(2.6 * len(shown), 6.4), squeeze=False)
+    for j, i in enumerate(shown):
+        scale = float(np.abs(exact[:, i]).max())
+        for row, (vectors, name) in enumerate(((learned, 'NeuralSVD'), (exact, 'exact'))):
+            ax = axes[row, j]
+            ax.scatter(points[:, 0], points[:, 1], c=vectors[:, i], s=3, cmap='RdBu_r',
+                       vmin=-scale, vmax=scale, linewidths=0, rasterized=True)
+            ax.set_aspect('equal')
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if row == 0:
+                ax.set_title(f"u{i}: λ = {data['learned_values'][i]:.5f}\n"
+                             f"sine to exact u{i}: {data['per_vector_sine'][i]:.1e}", fontsize=8)
+            else:
+                ax.set_title(f"exact u{i}: λ = {data['exact_values'][i]:.5f}", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(name if row == 0 else f"exact ({meta['reference'].split(' (')[0]})",
+                              fontsize=9)
+    date = _DATE.search(meta['header'])
+    fig.suptitle(f"NeuralSVD on the normalised Laplacian of a {meta['neighbours']}-NN graph of "
+                 f"{meta['nodes']:,} random points in the unit square: k = {k}, {meta['steps']} steps, "
+                 f"{meta['seconds']:.2f} s; subspace sine of all {k} vectors {meta['sine']:.1e}, "
+                 f"eigenvalue error {meta['eig_err']:.1e} ({meta['verdict']})\n"
+                 f"learned vectors aligned to the exact ones by sign, or by Procrustes inside clusters "
+                 f"of eigenvalues closer than {meta['cluster_gap']:g} relative "
+                 f"(mesh_eigenvectors.py; {date.group(0) if date else ''}, CPU, one thread)", fontsize=9)
+    fig.tight_layout(h_pad=2.0)
+    png = (out or results) / 'mesh_eigenvectors.png'
+    _save(fig, png)
+    return [png]
+
+
 # --------------------------------------------------------------------------- headline
 
 def headline(results: Path = RESULTS, out: Path | None = None) -> list[Path]:
@@ -716,11 +865,13 @@ FIGURES = {
     'pe': pe_speed,
     'eigensolvers': eigensolvers,
     'tracking': tracking,
+    'convergence': neuralsvd_convergence,
     'amortized': amortized,
     'lowrank': lowrank_accuracy,
     'hydrogen': hydrogen_convergence,
     'hydrogen_energies': hydrogen_energies,
     'hydrogen_states': hydrogen_states,
+    'mesh': mesh_eigenvectors,
 }
 
 

@@ -2,11 +2,13 @@
 committed raw outputs in benchmarks/results/, and never draws a WRONG or
 FAILED result as a time."""
 import importlib.util
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip('matplotlib')
@@ -19,7 +21,8 @@ spec.loader.exec_module(plots)
 
 # what RESULTS.md embeds, besides hydrogen16_states.png (drawn by its own test)
 FIGURES = {'headline.png', 'pe_time_vs_size.png', 'eigensolvers_time_vs_size.png',
-           'neuralsvd_cold_vs_warm.png', 'amortized_step_cost.png', 'lowrank_accuracy_vs_k.png',
+           'neuralsvd_cold_vs_warm.png', 'neuralsvd_convergence.png', 'mesh_eigenvectors.png',
+           'amortized_step_cost.png', 'lowrank_accuracy_vs_k.png',
            'hydrogen16_convergence.png', 'hydrogen16_s0_convergence.png', 'hydrogen16_energies.png'}
 
 
@@ -102,3 +105,97 @@ def test_command_line_help_and_hydrogen_table():
                             str(RESULTS / 'hydrogen16_r10_s0_progress.csv')],
                            capture_output=True, text=True, check=True).stdout
     assert '| hydrogen16_r10_s0_progress | 24000 |' in table
+
+
+def _script(name):
+    r"""A benchmark script as a module (they import benchmarks/common.py by path)."""
+    sys.path.insert(0, str(REPO / 'benchmarks'))
+    return importlib.import_module(name)  # registered: common.py's dataclass needs its module
+
+
+def test_the_figures_use_the_benchmarks_wrong_rule():
+    common = _script('common')
+    assert (plots.EIG_TOL, plots.SINE_TOL) == (common.EIG_TOL, common.SINE_TOL)
+    # a raw row written under the earlier sine limit 0.05 said 'ok' at 4.3e-2
+    row = {'verdict': 'ok', 'eig err': '5.7e-06', 'subspace sine': '4.3e-02'}
+    assert plots.verdict_now(row, 'eig err', 'subspace sine') == 'WRONG'
+    assert plots.verdict_now({**row, 'subspace sine': '3.7e-03'}, 'eig err', 'subspace sine') == 'ok'
+
+
+def test_the_committed_trace_is_whole():
+    graphs = plots.neuralsvd_traces(RESULTS)
+    assert [g['graph'] for g in graphs] == ['Cora', 'PubMed']
+    for graph in graphs:
+        assert [f['regime'] for f in graph['fits']] == ['cold', 'weights +-5%', '1% edges rewired']
+        for fit in graph['fits']:
+            t, steps = [p[0] for p in fit['points']], [p[1] for p in fit['points']]
+            assert steps[0] == 0 and steps[-1] == fit['steps'] and t == sorted(t)
+            assert t[-1] <= fit['seconds'] and fit['snapshot_seconds'] < 0.05 * fit['seconds']
+            # the last check is the fit's answer (the same span; the answer's Ritz step is the library's)
+            assert fit['points'][-1][2] == pytest.approx(fit['sine'], rel=0.3)
+        assert {p['regime'] for p in graph['peers'] if p['verdict'] == 'ok'} == \
+            {'weights +-5%', '1% edges rewired'}
+
+
+def test_convergence_figure_draws_every_fit_and_the_wrong_threshold(tmp_path):
+    fit = {'regime': 'cold', 'start': 'random', 'seconds': 1.0, 'steps': 50, 'verdict': 'ok',
+           'sine': 1e-3, 'eig_err': 1e-5, 'points': [[0.1, 0, 1.0, 10.0], [0.9, 50, 1e-3, 0.0]]}
+    graph = {'graph': 'G', 'n': 100, 'edges': 400, 'fits': [
+        fit, {**fit, 'regime': 'weights +-5%', 'start': 'from ours'},
+        {'regime': '1% edges rewired', 'start': 'from ours', 'verdict': 'FAILED', 'note': '> 1 s'}],
+        'peers': [{'regime': 'weights +-5%', 'method': 'scipy eigsh SA cold', 'seconds': 2.0,
+                   'verdict': 'ok'},
+                  {'regime': '1% edges rewired', 'method': 'scipy eigsh SA cold', 'seconds': 0.1,
+                   'verdict': 'WRONG'}]}
+    (tmp_path / 'neuralsvd_trace.json').write_text(json.dumps(
+        {'header': '# date 2026-01-01 00:00 UTC', 'k': 16, 'sine_tol': 1e-2, 'eig_tol': 1e-3,
+         'graphs': [graph]}))
+    assert plots.main(['--results', str(tmp_path), '--only', 'convergence']) == \
+        [tmp_path / 'neuralsvd_convergence.png']
+    plt = plots._plt()
+    fig, ax = plt.subplots()
+    plots._draw_trace(ax, {**graph, 'sine_tol': 1e-2, 'eig_tol': 1e-3}, 3)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    cold = next(line for label, line in lines.items() if label.startswith('cold'))
+    assert list(cold.get_xdata()) == [0.1, 0.9] and list(cold.get_ydata()) == [10.0, 1e-16]  # 0 kept on the axis
+    assert any(label.endswith('FAILED') for label in lines)
+    assert 1e-3 in [line.get_ydata()[0] for line in ax.get_lines() if line.get_label().startswith('_')]
+    # a WRONG cold re-solve is not a time to beat: one vertical line, the correct one
+    verticals = [line for line in ax.get_lines() if line.get_label().startswith('fastest')]
+    assert len(verticals) == 1 and verticals[0].get_xdata()[0] == 2.0
+    plt.close(fig)
+
+
+def test_mesh_figure_from_synthetic_data_and_the_alignment(tmp_path):
+    mesh = _script('mesh_eigenvectors')
+    rng = np.random.default_rng(0)
+    exact = np.linalg.qr(rng.standard_normal((50, 4)))[0]
+    # a sign flip of vector 0 and a rotation inside the pair (2, 3) of close eigenvalues
+    c, s = np.cos(0.7), np.sin(0.7)
+    learned = exact @ np.array([[-1, 0, 0, 0], [0, 1, 0, 0], [0, 0, c, -s], [0, 0, s, c]])
+    groups = mesh.clusters(np.array([0.0, 0.5, 1.0, 1.001]), 0.02)
+    assert groups == [[0], [1], [2, 3]]
+    assert np.allclose(mesh.align(learned, exact, groups), exact)
+    np.savez(tmp_path / 'mesh_eigenvectors.npz', points=rng.random((50, 2)), exact=exact,
+             learned=exact, exact_values=np.arange(4.0), learned_values=np.arange(4.0),
+             per_vector_sine=np.zeros(4),
+             meta=json.dumps({'header': '# date 2026-01-01 00:00 UTC', 'neighbours': 6, 'nodes': 50,
+                              'steps': 10, 'seconds': 0.1, 'sine': 1e-3, 'eig_err': 1e-5,
+                              'verdict': 'ok', 'cluster_gap': 0.02, 'reference': 'dense eigh (float64)'}))
+    assert plots.main(['--results', str(tmp_path), '--only', 'mesh']) == [tmp_path / 'mesh_eigenvectors.png']
+
+
+def test_trace_hook_records_the_fit_and_is_removed():
+    speed = _script('neuralsvd_speed')
+    common = _script('common')
+    ei = common.geometric_graph(400)
+    L = common.sym_laplacian(ei, 400)
+    ref = common.reference_smallest(L, speed.K, common.null_space_basis(ei, 400))
+    forward = speed.EigenTable.forward
+    values, vectors, note, res, trace = speed.traced_neuralsvd(ei, 400, None, 3000, 1e-5, ref,
+                                                               check_every=25)
+    assert speed.EigenTable.forward is forward
+    steps = [p[1] for p in trace['points']]
+    assert steps == [0] + list(range(25, res.steps + 1, 25)) + ([res.steps] if res.steps % 25 else [])
+    assert trace['points'][-1][2] == pytest.approx(trace['sine'], rel=0.3, abs=1e-4)
+    assert trace['points'][0][2] > 0.5 and trace['verdict'] == 'ok'
