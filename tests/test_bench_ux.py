@@ -146,3 +146,15 @@ def test_the_library_never_sets_the_thread_count():
     # bench/ is importable (run_node_classification): only the command line sets threads
     library = offenders - APPLICATIONS
     assert not library, f'library modules set the thread count: {library}'
+
+
+def test_runs_are_seeded_per_seed_and_leave_the_global_generator_alone(cora):
+    from pyg_spectral.bench.node_classification import run_node_classification
+    torch.manual_seed(1234)
+    before = torch.get_rng_state()
+    first = run_node_classification('Cora', 'gcn', seeds=2, epochs=5, progress=False)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(99)  # the caller's state does not reach the runs
+    again = run_node_classification('Cora', 'gcn', seeds=2, epochs=5, progress=False)
+    assert again.test_acc == first.test_acc
+    assert first.test_acc[0] != first.test_acc[1]  # each run has its own seed

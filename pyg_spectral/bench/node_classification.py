@@ -6,6 +6,8 @@ import resource
 import statistics
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -114,6 +116,60 @@ def make_optimizer(net: torch.nn.Module, lr: float, weight_decay: float, basis_s
     return opt, torch.optim.lr_scheduler.LambdaLR(opt, [factor for *_, factor in groups])
 
 
+@contextmanager
+def _seeded(seed: int, device: torch.device) -> Iterator[None]:
+    r"""Seeds the generators that build and train one model, the CPU's and
+    :obj:`device`'s, and gives the caller's states back on exit."""
+    # torch.manual_seed would also seed every accelerator, through a call
+    # queued until CUDA starts when it has not yet: past the end of the block
+    if device.type == 'cpu':
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(seed)
+            yield
+    elif device.type == 'cuda':
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        with torch.random.fork_rng(devices=[index], device_type='cuda'):
+            torch.default_generator.manual_seed(seed)
+            torch.cuda.default_generators[index].manual_seed(seed)
+            yield
+    else:
+        with torch.random.fork_rng(device_type=device.type):
+            torch.default_generator.manual_seed(seed)
+            torch.get_device_module(device.type).manual_seed(seed)
+            yield
+
+
+def _train(net: torch.nn.Module, opt: torch.optim.Optimizer, schedule, data: Data, evaluator,
+           epochs: int, epoch_times: list[float], bar, seed: int) -> float:
+    r"""Trains :obj:`net` and returns its test accuracy at the epoch of best
+    validation accuracy, appending each epoch's time to :obj:`epoch_times`."""
+    dev = data.x.device
+    best_val, best_test = -1.0, 0.0
+    for _ in range(epochs):
+        t = time.perf_counter()
+        net.train()
+        opt.zero_grad()
+        out = net(data.x, data.edge_index)
+        loss = F.cross_entropy(out[data.train_mask], data.y[data.train_mask])
+        loss = loss + eigen_loss(net)
+        loss.backward()
+        opt.step()
+        schedule.step()
+        if dev.type == 'cuda':
+            torch.cuda.synchronize(dev)
+        epoch_times.append(time.perf_counter() - t)
+
+        net.eval()
+        with torch.no_grad():
+            out = net(data.x, data.edge_index)
+        val = _accuracy(out, data, data.val_mask, evaluator)
+        if val > best_val:
+            best_val, best_test = val, _accuracy(out, data, data.test_mask, evaluator)
+        bar.update(1)
+        bar.set_postfix(seed=seed, loss=f'{loss.item():.3f}', val=f'{best_val:.3f}')
+    return best_test
+
+
 def run_node_classification(
     dataset: str,
     model: str = 'gcn',
@@ -171,33 +227,13 @@ def run_node_classification(
         bar = tqdm(total=seeds * epochs, desc=f'{model} on {dataset}',
                    disable=not progress, leave=False)
         for seed in range(seeds):
-            torch.manual_seed(seed)
-            net = spec.build(data.num_features, num_classes, data, **options).to(dev)
-            opt, schedule = make_optimizer(net, lr, weight_decay, basis_schedule, epochs, basis_lr)
-            best_val, best_test = -1.0, 0.0
-            for _ in range(epochs):
-                t = time.perf_counter()
-                net.train()
-                opt.zero_grad()
-                out = net(data.x, data.edge_index)
-                loss = F.cross_entropy(out[data.train_mask], data.y[data.train_mask])
-                loss = loss + eigen_loss(net)
-                loss.backward()
-                opt.step()
-                schedule.step()
-                if dev.type == 'cuda':
-                    torch.cuda.synchronize(dev)
-                epoch_times.append(time.perf_counter() - t)
-
-                net.eval()
-                with torch.no_grad():
-                    out = net(data.x, data.edge_index)
-                val = _accuracy(out, data, data.val_mask, evaluator)
-                if val > best_val:
-                    best_val, best_test = val, _accuracy(out, data, data.test_mask, evaluator)
-                bar.update(1)
-                bar.set_postfix(seed=seed, loss=f'{loss.item():.3f}', val=f'{best_val:.3f}')
-            accs.append(best_test)
+            # the seed fixes the model's initialisation and its dropout masks
+            with _seeded(seed, dev):
+                net = spec.build(data.num_features, num_classes, data, **options).to(dev)
+                opt, schedule = make_optimizer(net, lr, weight_decay, basis_schedule, epochs,
+                                               basis_lr)
+                accs.append(_train(net, opt, schedule, data, evaluator, epochs, epoch_times,
+                                   bar, seed))
         bar.close()
         total = time.perf_counter() - start
     own = memory.report
