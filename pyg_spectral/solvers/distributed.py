@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..io import atomic_write_text, digest
+from ..linalg import rayleigh_ritz
 from ..losses import NestedLoRA
 from ..operators.spectral import top_positive
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -114,16 +115,16 @@ class Collectives:
             dist.barrier(group=self.group)
 
 
-def _sym(H: Tensor) -> Tensor:
-    return (H + H.transpose(0, 1)) / 2
-
-
-def _eigh(H: Tensor) -> tuple[Tensor, Tensor]:
-    if not torch.isfinite(H).all():
+def _ritz(H: Tensor, descending: bool = False) -> tuple[Tensor, Tensor]:
+    r""":func:`~pyg_spectral.linalg.rayleigh_ritz` of an all-reduced
+    :obj:`[w, w]` projection, with the advice that fits this solver when
+    it is not finite."""
+    try:
+        return rayleigh_ritz(H, descending=descending)
+    except FloatingPointError as error:
         raise FloatingPointError(
             "the operator applied to the fitted vectors gave NaN or inf values; lower the "
-            "step (step_scale=) or check the graph's weights")
-    return torch.linalg.eigh(H)
+            "step (step_scale=) or check the graph's weights") from error
 
 
 # rows per float64 slice of a float32 table's Gram matrix: a whole float64
@@ -499,8 +500,7 @@ class DistributedNeuralSVD:
         F = table.data
         Q, R = cholesky_qr(F, comm)
         TQ = target.matmul(Q)
-        mu, S = _eigh(_sym(comm.sum(Q.transpose(0, 1) @ TQ)))
-        mu, S = mu.flip(0), S.flip(1)
+        mu, S = _ritz(comm.sum(Q.transpose(0, 1) @ TQ), descending=True)
         # the residuals a slice of rows at a time, the table and momentum
         # rotated in place: no [n_local, *] temporary beside Q and TQ
         squares = F.new_zeros(k)
@@ -529,11 +529,9 @@ class DistributedNeuralSVD:
         # end of a fit is where a process's memory peaks otherwise
         Q, _ = cholesky_qr(F, comm)
         AQ = block.matmul(Q)
-        H = _sym(comm.sum(Q.transpose(0, 1) @ AQ))
-        if refine:
-            values, S = _eigh(H)
-            if target.alpha > 0:  # largest first
-                values, S = values.flip(0), S.flip(1)
+        H = comm.sum(Q.transpose(0, 1) @ AQ)
+        if refine:  # largest first where the target is T shifted, not negated
+            values, S = _ritz(H, descending=target.alpha > 0)
             V, AV = Q @ S[:, :k], AQ @ S[:, :k]
         else:
             values = torch.diagonal(H)
@@ -556,8 +554,8 @@ class DistributedNeuralSVD:
             C = Q @ torch.linalg.svd(comm.sum(Q.transpose(0, 1) @ V))[0][:, k:]
             del Q
             TC = target.matmul(C)
-            nu, S = _eigh(_sym(comm.sum(C.transpose(0, 1) @ TC)))
-            nu, C, TC = nu.flip(0), (C @ S).flip(1), (TC @ S).flip(1)
+            nu, S = _ritz(comm.sum(C.transpose(0, 1) @ TC), descending=True)
+            C, TC = C @ S, TC @ S
             TV = target.matmul(V)
             # [V C]^T [TV TC] once, its leading blocks for each trial width,
             # instead of copies of the widened blocks
@@ -565,8 +563,9 @@ class DistributedNeuralSVD:
             G = comm.sum(torch.cat([torch.cat([Vt @ TV, Vt @ TC], 1),
                                     torch.cat([Ct @ TV, Ct @ TC], 1)]))
             for extra in range(width - k):
-                M = _sym(G[:k + extra, :k + extra])
-                gap = float(_eigh(M)[0][0] - nu[extra])
+                M = G[:k + extra, :k + extra]
+                M = (M + M.transpose(0, 1)) / 2
+                gap = float(_ritz(M)[0][0] - nu[extra])
                 if gap > rounding * scale:
                     # ||[TV TC_e] - [V C_e] M||_F by column groups
                     Ce = C[:, :extra]
