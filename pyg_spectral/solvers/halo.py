@@ -11,6 +11,7 @@ import scipy.sparse as sp
 import torch
 import torch.distributed as dist
 from torch import Tensor
+from torch_geometric.utils import cumsum
 
 from ..operators.base import LinearOperator
 from .partition import NodePartition
@@ -179,7 +180,7 @@ def split_columns(matrix: Tensor, num_local: int) -> tuple[Tensor, Tensor]:
     row = torch.repeat_interleave(torch.arange(rows, device=col.device), crow[1:] - crow[:-1])
     counts = torch.bincount(row[own], minlength=rows)
     del row
-    own_crow = torch.cat([crow.new_zeros(1), counts.cumsum(0)])
+    own_crow = cumsum(counts)
     halo_crow = crow - own_crow
     own_col, halo_col = col[own], col[~own] - num_local
     return (sparse_csr(compact_indices(own_crow), compact_indices(own_col), values[own],
@@ -282,7 +283,7 @@ class RowBlockOperator:
         order = torch.sort(row, stable=True).indices
         col = torch.cat([own.col_indices().long(), halo.col_indices().long() + own.size(1)])
         values = torch.cat([own.values(), halo.values()])[order]
-        crow = torch.cat([row.new_zeros(1), torch.bincount(row, minlength=own.size(0)).cumsum(0)])
+        crow = cumsum(torch.bincount(row, minlength=own.size(0)))
         return sparse_csr(compact_indices(crow), compact_indices(col[order]), values,
                           (own.size(0), own.size(1) + halo.size(1)))
 

@@ -12,6 +12,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from torch import Tensor
+from torch_geometric.utils import cumsum
 
 from ..io import atomic_save, digest, safe_load
 
@@ -93,7 +94,7 @@ class NodePartition:
             raise ValueError(f"parts must lie in [0, {num_parts})")
         perm = torch.sort(parts, stable=True).indices
         counts = torch.bincount(parts, minlength=num_parts)
-        offsets = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
+        offsets = cumsum(counts)
         return cls(perm, offsets, method)
 
     def digest(self) -> str:
