@@ -88,3 +88,80 @@ def test_small_sign_vector_is_the_torch_route_bit_for_bit(monkeypatch):
             slow = linalg.canonical_sign_vector(U, batch=batch, num_graphs=1)
         assert fast.dtype == slow.dtype and torch.equal(fast, slow)
     assert fast[0, :5].tolist() == [np.sign(U[0, 0].item()), 1, -1, 1, 1]
+
+
+def encoding_cases():
+    r"""(edge_index, edge_weight, num_nodes, whether the one-graph NumPy
+    route takes it): connected graphs it takes, with and without weights,
+    with fewer nodes than k + 1 (padded columns), and the graphs it leaves
+    to the general route."""
+    g = torch.Generator().manual_seed(1)
+    random = to_undirected(torch.randint(0, 40, (2, 120), generator=g), num_nodes=40)
+    random = random[:, random[0] != random[1]]
+    random = torch.cat([random, to_undirected(path_graph(40))], 1)  # connected
+    random = to_undirected(random)
+    weight = to_undirected(random, torch.rand(random.size(1), generator=g, dtype=torch.float64),
+                           40, reduce='mean')[1]
+    zero = weight.clone()
+    zero[(random[0] == 3) | (random[1] == 3)] = 0
+    loops = to_undirected(torch.cat([cycle_graph(9), torch.tensor([[4], [4]])], 1))
+    return [(path_graph(12), None, 12, True), (cycle_graph(31), None, 31, True),
+            (path_graph(5), None, 5, True), (path_graph(2), None, 2, True),
+            (random, weight, 40, True), (random, weight.float(), 40, True),
+            (cycle_graph(300), None, 300, False),  # ARPACK under method='arpack'
+            (random, zero, 40, False),  # node 3 cut off: two components
+            (grid_graph(4, 5), None, 22, False),  # two isolated nodes
+            (torch.cat([cycle_graph(7), path_graph(5) + 7], 1), None, 12, False),
+            (cycle_graph(10).flip(1), None, 10, False),  # unsorted
+            (loops, None, 9, False), (torch.zeros(2, 0, dtype=torch.long), None, 3, False)]
+
+
+@pytest.mark.parametrize('normalization', ['sym', None])
+@pytest.mark.parametrize('method', ['auto', 'arpack'])
+@pytest.mark.parametrize('signs', ['seeded', 'global', 'canonical'])
+def test_small_graph_encoding_is_the_general_route_bit_for_bit(normalization, method, signs,
+                                                               monkeypatch):
+    from torch_geometric.data import Data
+
+    from pyg_spectral.transforms import AddNeuralSVDPE
+    from pyg_spectral.transforms import add_neuralsvd_pe as pe_module
+    transform = AddNeuralSVDPE(8, normalization=normalization, method=method,
+                               random_sign=signs != 'canonical',
+                               seed=0 if signs == 'seeded' else None)
+    real, taken = pe_module.AddNeuralSVDPE._encode_small, []
+
+    def spy(self, *args):
+        out = real(self, *args)
+        taken.append(out is not None)
+        return out
+    monkeypatch.setattr(pe_module.AddNeuralSVDPE, '_encode_small', spy)
+
+    def encode(edge_index, weight, n):
+        torch.manual_seed(3)  # the draws of signs='global'
+        data = transform(Data(edge_index=edge_index, edge_weight=weight, num_nodes=n))
+        return data.laplacian_eigenvector_pe, data.laplacian_eigenvector_pe_eigenvalues
+    cases = encoding_cases()
+    fast = [encode(*case[:3]) for case in cases]
+    expected = [case[3] and not (method == 'arpack' and case[2] >= 64) for case in cases]
+    assert taken == expected
+    monkeypatch.setattr(pe_module.AddNeuralSVDPE, '_encode_small', lambda self, *args: None)
+    for (edge_index, weight, n, _), ours in zip(cases, fast):
+        general = encode(edge_index, weight, n)
+        for a, b in zip(ours, general):
+            assert a.dtype == b.dtype and a.shape == b.shape
+            assert torch.equal(a.view(torch.int32), b.view(torch.int32))  # -0.0 too
+
+
+def test_small_graph_encoding_is_the_batch_encoding():
+    from torch_geometric.data import Batch, Data
+
+    from pyg_spectral.transforms import AddNeuralSVDPE
+    # the dense solver's graphs (ARPACK's start depends on the place in the batch)
+    graphs = [Data(edge_index=edge_index, num_nodes=n)
+              for edge_index, weight, n, _ in encoding_cases() if weight is None and n <= 256]
+    transform = AddNeuralSVDPE(8, seed=0)
+    batched = transform(Batch.from_data_list(graphs))
+    for data, alone in zip(batched.to_data_list(), [transform(g.clone()) for g in graphs]):
+        assert torch.equal(data.laplacian_eigenvector_pe, alone.laplacian_eigenvector_pe)
+        assert torch.equal(data.laplacian_eigenvector_pe_eigenvalues,
+                           alone.laplacian_eigenvector_pe_eigenvalues)

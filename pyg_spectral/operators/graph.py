@@ -156,15 +156,18 @@ def _laplacian_csr(edge_index: Tensor, off_diagonal: Tensor, diagonal: Tensor,
 SMALL_GRAPH_EDGES = 4096
 
 
-def _small_laplacian(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int,
-                     kind: str) -> tuple[Tensor, tuple[float, float], Tensor | None] | None:
-    r"""The float64 :obj:`'laplacian'` or :obj:`'sym_laplacian'` CSR matrix
-    of a small graph on the CPU, its bounds and degrees, computed in NumPy
-    with the same operations in the same order as the torch route of
-    :meth:`GraphOperator.from_edge_index`, hence the same bits. :obj:`None`
-    where that route has work to do that this one leaves to it: unsorted or
-    duplicate edges, self-loops, weights that are not exactly symmetric or
-    carry a gradient, negative weights and directed graphs (its errors)."""
+def small_laplacian_entries(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int,
+                            kind: str) -> tuple[np.ndarray, ...] | None:
+    r"""The entries of the float64 :obj:`'laplacian'` or :obj:`'sym_laplacian'`
+    matrix of a small graph on the CPU, in NumPy, with the same operations
+    in the same order as the torch route of
+    :meth:`GraphOperator.from_edge_index`, hence the same bits:
+    :obj:`(row, col, off_diagonal, diagonal, deg, bounds)`, the off-diagonal
+    entries in the (row-major sorted) order of :obj:`edge_index`, the
+    :obj:`[n]` diagonal and weighted degrees. :obj:`None` where that route
+    has work to do that this one leaves to it: unsorted or duplicate edges,
+    self-loops, weights that are not exactly symmetric or carry a gradient,
+    negative weights and directed graphs (its errors)."""
     if edge_weight is not None and edge_weight.requires_grad:
         return None
     n = num_nodes
@@ -184,15 +187,25 @@ def _small_laplacian(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: 
     # both add in edge order, as scatter_add_ does
     deg = np.bincount(row, weights=weight, minlength=n)
     if kind == 'laplacian':
-        diagonal, off_diagonal = deg, -weight
-        bounds, degree = (0.0, 2.0 * float(deg.max())), None
-    else:
-        degree = torch.from_numpy(deg)
-        # torch's pow: its bits, not NumPy's (torch's sqrt differs from NumPy's)
-        dinv = degree.pow(-0.5).masked_fill_(degree == 0, 0).numpy()
-        diagonal, off_diagonal = np.ones(n), -dinv[row] * weight * dinv[col]
-        bounds = (0.0, 2.0)
-    # the merge of _laplacian_csr
+        return row, col, -weight, deg, deg, (0.0, 2.0 * float(deg.max()))
+    # torch's pow: its bits, not NumPy's (torch's sqrt differs from NumPy's)
+    dinv = torch.from_numpy(deg).pow(-0.5).masked_fill_(torch.from_numpy(deg == 0), 0).numpy()
+    return row, col, -dinv[row] * weight * dinv[col], np.ones(n), deg, (0.0, 2.0)
+
+
+def _small_laplacian(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int,
+                     kind: str) -> tuple[Tensor, tuple[float, float], Tensor | None] | None:
+    r"""The float64 :obj:`'laplacian'` or :obj:`'sym_laplacian'` CSR matrix
+    of a small graph on the CPU, its bounds and degrees: the entries of
+    :func:`small_laplacian_entries` merged as :func:`_laplacian_csr` merges
+    them; :obj:`None` where that function leaves the graph to torch."""
+    entries = small_laplacian_entries(edge_index, edge_weight, num_nodes, kind)
+    if entries is None:
+        return None
+    row, col, off_diagonal, diagonal, deg, bounds = entries
+    n = num_nodes
+    degree = None if kind == 'laplacian' else torch.from_numpy(deg)
+    key = row * n + col
     nodes = np.arange(n)
     at = np.searchsorted(key, nodes * (n + 1)) + nodes
     off = np.arange(row.size) + row + (col > row)

@@ -65,7 +65,16 @@ def graph_components(operator: GraphOperator) -> tuple[int, np.ndarray]:
         adj.eliminate_zeros()
         return connected_components(adj, directed=False)
     M = M.detach().cpu()
-    crow, col, value = M.crow_indices().tolist(), M.col_indices().tolist(), M.values().tolist()
+    c, labels = search_components(M.crow_indices().tolist(), M.col_indices().tolist(),
+                                  M.values().tolist())
+    return c, np.array(labels, dtype=np.int64)
+
+
+def search_components(crow: list[int], col: list[int], value: list[float]) -> tuple[int, list[int]]:
+    r"""The connected components of a small symmetric matrix given as the
+    Python lists of its CSR arrays (an entry stored as 0 joins nothing), by
+    a depth-first search: their number and every node's label, numbered in
+    the order of their first node."""
     n = len(crow) - 1
     labels, c = [-1] * n, 0
     for start in range(n):
@@ -79,7 +88,7 @@ def graph_components(operator: GraphOperator) -> tuple[int, np.ndarray]:
                         labels[u] = c
                         stack.append(u)
             c += 1
-    return c, np.array(labels, dtype=np.int64)
+    return c, labels
 
 
 # the eigenvalue of the component space of each kind of graph matrix

@@ -7,6 +7,7 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch_geometric.data import Batch, Data
@@ -17,13 +18,13 @@ from torch_geometric.utils import cumsum
 
 from ..devices import resolve_device
 from ..linalg import canonical_sign_vector
-from ..operators.graph import DirectedGraphError
+from ..operators.graph import DirectedGraphError, validate_graph
 from ..solvers.laplacian import (ARPACK_OPTIONS, CONTRACT_KEYS, NEURALSVD_OPTIONS, Eigenpairs,
                                  LaplacianProblem, NeuralSVDNoConvergence, check_method,
                                  check_solver_options, is_mesh_like, solve_arpack, solve_dense,
-                                 solve_neuralsvd)
+                                 solve_neuralsvd, solve_small_graph)
 from .encoder import encoder_solve
-from .signs import seeded_signs
+from .signs import graph_signs, seeded_signs
 
 METHODS = ('auto', 'exact', 'neuralsvd', 'arpack')
 NORMALIZATIONS = {'sym': 'sym_laplacian', None: 'laplacian'}
@@ -325,6 +326,11 @@ class AddNeuralSVDPE(BaseTransform):
             batch (torch.Tensor, optional): :obj:`[n]` graph of every node,
                 sorted, as PyG's. (default: :obj:`None`: one graph)
         """
+        if batch is None and self.encoder is None and edge_index.device.type == 'cpu' \
+                and (self.device is None or self.device.type == 'cpu'):
+            encoded = self._encode_small(edge_index, edge_weight, num_nodes)
+            if encoded is not None:
+                return encoded
         out_device = edge_index.device
         problem = self.problem(edge_index, edge_weight, num_nodes, batch)
         vectors, values = self._gather(problem, self._solve(problem))
@@ -341,6 +347,35 @@ class AddNeuralSVDPE(BaseTransform):
         pe = pe * (sign if G == 1 else sign[g])
         dtype = torch.get_default_dtype()
         return pe.to(out_device, dtype), eig.to(out_device, dtype)
+
+    def _encode_small(self, edge_index: Tensor, edge_weight: Tensor | None,
+                      num_nodes: int | None) -> tuple[Tensor, Tensor] | None:
+        r""":meth:`encode` of one small connected graph on the CPU, by
+        :func:`~pyg_spectral.solvers.laplacian.solve_small_graph` and the
+        assembly and signs of the general route redone in NumPy: the same
+        bits, at a fraction of the fixed cost per graph. :obj:`None` where
+        the graph needs the general route."""
+        n = validate_graph(edge_index, edge_weight, num_nodes)
+        k = self.k
+        if not self._dense_route(n, min(k, n - 1), True):
+            return None
+        solved = solve_small_graph(edge_index, edge_weight, n, k=k,
+                                   kind=NORMALIZATIONS[self.normalization])
+        if solved is None:
+            return None
+        vectors, values = solved
+        q = values.size
+        if q < k:  # as _assemble pads: the last column times 0 (the zeros keep its signs)
+            source, keep = np.minimum(np.arange(k), q - 1), np.arange(k) < q
+            vectors, values = vectors[:, source] * keep, values[source] * keep
+        sign = canonical_sign_vector(torch.from_numpy(vectors)).numpy()
+        if self.random_sign and self.seed is not None:
+            sign = sign * graph_signs(edge_index.numpy(), n, self.seed, k)
+        elif self.random_sign:
+            sign = sign * (2 * torch.randint(0, 2, (1, k)) - 1).numpy()[0]
+        dtype = torch.get_default_dtype()
+        return (torch.from_numpy(vectors * sign).to(dtype),
+                torch.from_numpy(values[None]).to(dtype))
 
     def _assemble(self, problem: LaplacianProblem, vectors: Tensor,
                   values: Tensor) -> tuple[Tensor, Tensor]:

@@ -58,15 +58,8 @@ def seeded_signs(edge_index: Tensor, batch: Tensor, ptr: Tensor, seed: int, k: i
     device = ptr.device
     columns = _column_keys(seed, k)
     if num_graphs == 1:  # in Python ints and NumPy, without the [G] tensors of a batch
-        key = _mix(int(ptr[1] - ptr[0]))
-        if edge_index.numel():
-            # (on a CPU in NumPy: for a small graph its calls cost less)
-            row, col = edge_index.numpy() if edge_index.device.type == 'cpu' else edge_index
-            # a sum of int64 wraps: its bits do not depend on the order
-            key = (key + int(_mix(row * 1_000_003 + col).sum())) & _MASK
-        # the columns at once, in NumPy's wrapping int64 (the same bits)
-        bits = _shift_right(_mix(_signed(_mix(key)) ^ _signed_columns(seed, k)), 63)
-        return torch.from_numpy(1 - 2 * bits)[None].to(device)
+        edges = edge_index.numpy() if edge_index.device.type == 'cpu' else edge_index
+        return torch.from_numpy(graph_signs(edges, int(ptr[1] - ptr[0]), seed, k))[None].to(device)
     key = _mix(ptr[1:] - ptr[:-1])
     if edge_index.numel():
         row, col = edge_index.to(device)
@@ -76,6 +69,20 @@ def seeded_signs(edge_index: Tensor, batch: Tensor, ptr: Tensor, seed: int, k: i
     columns = torch.tensor([_signed(column) for column in columns], device=device)
     bits = _mix(_mix(key)[:, None] ^ columns[None, :])
     return 1 - 2 * _shift_right(bits, 63)
+
+
+def graph_signs(edge_index: np.ndarray | Tensor, num_nodes: int, seed: int, k: int) -> np.ndarray:
+    r""":func:`seeded_signs` of one graph, :obj:`[k]` int64 (:math:`\pm 1`),
+    from its :obj:`[2, m]` edges (NumPy on a CPU: for a small graph its calls
+    cost less than torch's)."""
+    key = _mix(num_nodes)
+    if edge_index.shape[1]:
+        row, col = edge_index
+        # a sum of int64 wraps: its bits do not depend on the order
+        key = (key + int(_mix(row * 1_000_003 + col).sum())) & _MASK
+    # the columns at once, in NumPy's wrapping int64 (the same bits)
+    bits = _shift_right(_mix(_signed(_mix(key)) ^ _signed_columns(seed, k)), 63)
+    return 1 - 2 * bits
 
 
 @functools.lru_cache(maxsize=64)

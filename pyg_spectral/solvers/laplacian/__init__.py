@@ -15,7 +15,7 @@ iterative solver takes from the transform; :func:`nontrivial_eigenpairs`
 """
 from .arpack import (CERTIFIED_SINE, LANCZOS_RESTARTS, MESH_ENVELOPE, PROBE_TOL,
                      SHIFT_INVERT_SIGMA, is_mesh_like, solve_arpack)
-from .dense import buckets, solve_dense
+from .dense import buckets, solve_dense, solve_small_graph
 from .neuralsvd import NEURALSVD_DEFAULTS, NeuralSVDNoConvergence, solve_neuralsvd
 from .nontrivial import COMPONENT_SOLVERS, DENSE_NODES, nontrivial_eigenpairs
 from .options import (ARPACK_OPTIONS, CONTRACT_KEYS, NEURALSVD_OPTIONS, SolverOption,
@@ -24,7 +24,7 @@ from .problem import Eigenpairs, GraphProblem, LaplacianProblem, envelope_ratio,
 
 __all__ = [
     'LaplacianProblem', 'GraphProblem', 'Eigenpairs', 'envelope_ratio', 'graph_seed',
-    'solve_dense', 'buckets', 'solve_arpack', 'is_mesh_like', 'solve_neuralsvd',
+    'solve_dense', 'solve_small_graph', 'buckets', 'solve_arpack', 'is_mesh_like', 'solve_neuralsvd',
     'NeuralSVDNoConvergence', 'nontrivial_eigenpairs', 'ARPACK_OPTIONS', 'NEURALSVD_OPTIONS',
     'CONTRACT_KEYS', 'SolverOption', 'check_method', 'check_solver_options', 'CERTIFIED_SINE', 'LANCZOS_RESTARTS',
     'MESH_ENVELOPE', 'PROBE_TOL', 'SHIFT_INVERT_SIGMA', 'NEURALSVD_DEFAULTS', 'COMPONENT_SOLVERS',

@@ -6,7 +6,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .problem import Eigenpairs, LaplacianProblem
+from ...operators.graph import SMALL_GRAPH_EDGES, small_laplacian_entries
+from ...operators.nullspace import search_components
+from .problem import LAPLACIAN_KINDS, Eigenpairs, LaplacianProblem
 
 # blocks are padded to a multiple of this size, so that graphs of similar
 # size share one batched eigh
@@ -150,3 +152,66 @@ def _solve_one(problem: LaplacianProblem, graphs: Tensor, t: int,
     evals, evecs = torch.linalg.eigh(dense)
     # t = q < n: every column kept
     return Eigenpairs(graphs, evecs[0, :n, :t].contiguous(), evals[:, :t])
+
+
+def solve_small_graph(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int, *, k: int,
+                      kind: str = 'sym_laplacian') -> tuple[np.ndarray, np.ndarray] | None:
+    r"""The :obj:`q = min(k, n - 1)` smallest non-zero eigenpairs of the
+    Laplacian of one small connected graph on the CPU, :obj:`(vectors [n,
+    q], values [q])` in float64 NumPy, from the edges straight to the dense
+    block, whose entries are those :class:`LaplacianProblem` and
+    :func:`solve_dense` build for the graph, alone or in a batch: the same
+    bits, without the CSR tensor, :class:`~pyg_spectral.operators.NullSpace`
+    and problem objects that a graph of a few dozen nodes spends most of its
+    time building (the fixed cost a transform applied graph by graph, as a
+    :obj:`pre_transform`, pays on every graph). The null space is the
+    closed form :math:`\sqrt{m / \mathrm{vol}}` of the one component; the
+    square roots and the deflation's fused multiply-add stay torch's, whose
+    bits differ from NumPy's.
+
+    :obj:`None` (leave the graph to :class:`LaplacianProblem`) for what
+    only that route handles: edges not sorted and unique, self-loops,
+    weights that are not exactly symmetric or carry a gradient, more than
+    :obj:`SMALL_GRAPH_EDGES` edges, a graph without edges or of several
+    components. :obj:`edge_index` and :obj:`num_nodes` must have passed
+    :func:`~pyg_spectral.operators.graph.validate_graph`."""
+    if kind not in LAPLACIAN_KINDS:
+        raise ValueError(f"kind must be one of {LAPLACIAN_KINDS}, got {kind!r}")
+    m, n = edge_index.size(1), num_nodes
+    if m == 0 or m > SMALL_GRAPH_EDGES or edge_index.device.type != 'cpu':
+        return None
+    if edge_weight is not None:
+        edge_weight = edge_weight.to(torch.float64)
+    entries = small_laplacian_entries(edge_index, edge_weight, n, kind)
+    if entries is None:
+        return None
+    row, col, off_diagonal, diagonal, deg, bounds = entries
+    crow = [0]
+    crow.extend(np.cumsum(np.bincount(row, minlength=n)).tolist())
+    if search_components(crow, col.tolist(), off_diagonal.tolist())[0] != 1:
+        return None
+    # NullSpace.of_operator: the volume added in node order, as scatter_add_
+    # does, then the unit vector sqrt(m_i / vol)
+    mass = deg if kind == 'sym_laplacian' else np.ones(n)
+    volume = np.bincount(np.zeros(n, dtype=np.int64), weights=mass, minlength=1)
+    if not volume[0] > 0:
+        return None
+    roots = torch.from_numpy(np.append(mass, volume)).sqrt().numpy()
+    basis = roots[:n] / roots[n]
+    shift = 1.05 * bounds[1] or 1.0
+    # the block of _solve_one
+    size = -(-n // GRANULARITY) * GRANULARITY
+    dense = np.zeros((1, size, size))
+    flat = dense.reshape(-1)
+    flat[row * size + col] = off_diagonal
+    nodes = np.arange(n)
+    flat[nodes * (size + 1)] = diagonal
+    pad = np.arange(n, size)
+    flat[pad * (size + 1)] = 2 * shift
+    u = np.zeros(size)
+    u[:n] = basis
+    dense = torch.from_numpy(dense).add_(torch.from_numpy(u[None, :, None] * u[None, None, :]),
+                                             alpha=shift)
+    evals, evecs = torch.linalg.eigh(dense)
+    q = min(k, n - 1)
+    return evecs.numpy()[0, :n, :q], evals.numpy()[0, :q]
