@@ -261,7 +261,8 @@ def test_bad_input():
     with pytest.raises(RuntimeError, match='forward'):
         AmortizedEigenbasis(10, 2).eigen_loss()
     with pytest.raises(ValueError, match='symmetric'):
-        AmortizedEigenbasis(10, 2)(GraphOperator.from_edge_index(path_graph(10), kind='rw'))
+        AmortizedEigenbasis(10, 2)(GraphOperator.from_edge_index(path_graph(10),
+                                                                  kind='rw_adjacency'))
     with pytest.raises(TypeError, match='LinearOperator'):
         AmortizedEigenbasis(10, 2)([[1.0]])
 

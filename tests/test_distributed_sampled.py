@@ -102,7 +102,7 @@ def test_arguments_are_checked():
     with pytest.raises(ValueError, match='edges_per_node'):
         EdgeSampledGraph(op, torch.zeros(op.shape[0], 2), edges_per_node=0)
     directed = GraphOperator.from_edge_index(torch.tensor([[0, 1], [1, 2]]), num_nodes=3,
-                                             kind='rw')
+                                             kind='rw_adjacency')
     with pytest.raises(ValueError, match='operator must be symmetric'):
         EdgeSampledGraph(directed, torch.zeros(3, 2))
 

@@ -77,7 +77,7 @@ def test_rw_svd_form_recovers_singular_values():
     torch.manual_seed(1)
     ei = stochastic_blockmodel_graph([30, 30, 40], torch.tensor(
         [[0.3, 0.02, 0.02], [0.02, 0.3, 0.02], [0.02, 0.02, 0.3]]))
-    op = GraphOperator.from_edge_index(ei, num_nodes=100, kind='rw')
+    op = GraphOperator.from_edge_index(ei, num_nodes=100, kind='rw_adjacency')
     sv = torch.linalg.svdvals(op.to(dtype=torch.float64).to_dense())
     res = NeuralSVD(4).fit(op, steps=3000, tol=1e-6, progress=False, refine=True)
     assert res.converged  # at 600 steps

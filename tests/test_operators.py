@@ -3,6 +3,7 @@ import torch
 from torch_geometric.utils import erdos_renyi_graph, get_laplacian, to_dense_adj
 
 from pyg_spectral.operators import GraphOperator, ShiftedOperator, top_positive
+from pyg_spectral.operators.graph import DirectedGraphError
 
 from graphs import path_graph
 
@@ -44,7 +45,8 @@ def _dense_reference(ei, w, n, kind):
     return torch.where(d > 0, 1 / d, torch.zeros_like(d))[:, None] * A
 
 
-@pytest.mark.parametrize('kind', ['adjacency', 'gcn', 'sym_adjacency', 'laplacian', 'sym_laplacian', 'rw'])
+@pytest.mark.parametrize('kind', ['adjacency', 'gcn', 'sym_adjacency', 'laplacian', 'sym_laplacian',
+                                  'rw_adjacency'])
 def test_kinds_match_dense_formula_and_bounds(graph, kind):
     ei, w = graph
     op = GraphOperator.from_edge_index(ei, w, 40, kind=kind, dtype=torch.float64)
@@ -56,9 +58,9 @@ def test_kinds_match_dense_formula_and_bounds(graph, kind):
     assert torch.allclose(op.matmat(X), M @ X)
     assert torch.allclose(op.rmatmat(X), M.T @ X)
     lo, hi = op.spectral_bounds()
-    vals = torch.linalg.svdvals(M) if kind == 'rw' else torch.linalg.eigvalsh(M)
+    vals = torch.linalg.svdvals(M) if kind == 'rw_adjacency' else torch.linalg.eigvalsh(M)
     assert lo - 1e-9 <= float(vals.min()) and float(vals.max()) <= hi + 1e-9
-    assert op.is_symmetric == (kind != 'rw')
+    assert op.is_symmetric == (kind != 'rw_adjacency')
 
 
 @pytest.mark.parametrize('kind', ['laplacian', 'sym_laplacian', 'adjacency'])
@@ -126,9 +128,9 @@ def test_bad_graph_input_names_the_argument(args, error, match):
         GraphOperator.from_edge_index(**args)
 
 
-def test_directed_graph_allowed_for_rw():
+def test_directed_graph_allowed_for_rw_adjacency():
     ei = torch.tensor([[0, 1, 2], [1, 2, 0]])
-    op = GraphOperator.from_edge_index(ei, kind='rw')
+    op = GraphOperator.from_edge_index(ei, kind='rw_adjacency')
     assert not op.is_symmetric
     # out-degree 1 everywhere: D^-1 A is the cycle's permutation matrix itself
     assert torch.equal(op.to_dense(), to_dense_adj(ei)[0])
@@ -187,3 +189,26 @@ def test_graph_arguments_in_pyg_order(name):
     for swapped in ((ei, 7, w), (ei, 7)):
         with pytest.raises(TypeError, match=r'\(edge_index, edge_weight, num_nodes\)'):
             build(*swapped)
+
+
+def test_rw_is_the_former_name_of_rw_adjacency():
+    r"""'rw' was D^-1 A here and I - D^-1 A in PyG (normalization='rw'): the
+    matrix is now 'rw_adjacency', and 'rw' still builds it, with a
+    DeprecationWarning that names the new kind."""
+    ei = torch.tensor([[0, 1, 1, 2, 3], [1, 0, 2, 1, 1]])
+    new = GraphOperator.from_edge_index(ei, kind='rw_adjacency')
+    with pytest.warns(DeprecationWarning, match="kind='rw' is deprecated; use "
+                                                "kind='rw_adjacency'") as caught:
+        old = GraphOperator.from_edge_index(ei, kind='rw')
+    assert len(caught) == 1 and caught[0].filename == __file__  # the caller's line
+    assert old.kind == new.kind == 'rw_adjacency' and not old.is_symmetric
+    assert torch.equal(old.to_dense(), new.to_dense())
+    deg = to_dense_adj(ei)[0].sum(1, keepdim=True)
+    assert torch.equal(new.to_dense(), to_dense_adj(ei)[0] / deg)
+    with pytest.warns(DeprecationWarning, match="'rw_adjacency'"):
+        direct = GraphOperator(new.matrix, 'rw', new.spectral_bounds())
+    assert direct.kind == 'rw_adjacency' and not direct.is_symmetric
+    with pytest.raises(DirectedGraphError, match="kind='rw_adjacency'"):
+        GraphOperator.from_edge_index(torch.tensor([[0, 1], [1, 2]]), kind='gcn')
+    with pytest.raises(ValueError, match=r"kind must be one of \(.*'rw_adjacency'\)"):
+        GraphOperator.from_edge_index(ei, kind='random_walk')

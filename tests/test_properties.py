@@ -82,7 +82,7 @@ def dense(ei, w, n, kind, float32=True):
     if kind == 'adjacency':
         return A
     d = A.sum(1)
-    if kind == 'rw':
+    if kind == 'rw_adjacency':
         return A / torch.where(d > 0, d, 1.0)[:, None]
     s = torch.where(d > 0, d.rsqrt(), 0.0)
     return s[:, None] * A * s[None, :]
@@ -109,7 +109,7 @@ def fit_recording(*args, **kwargs):
 
 @settings(PROFILE, max_examples=40)
 @given(graph=graphs(), kind=st.sampled_from(['laplacian', 'sym_laplacian', 'gcn', 'adjacency',
-                                             'rw']),
+                                             'rw_adjacency']),
        k_fraction=st.floats(0, 1), largest=st.booleans())
 def test_neuralsvd_fit_meets_its_contract_or_says_so(graph, kind, k_fraction, largest):
     ei, w, n = graph
@@ -126,7 +126,7 @@ def test_neuralsvd_fit_meets_its_contract_or_says_so(graph, kind, k_fraction, la
     assert bool(said) == (not res.converged)  # the flag and the warning mean one thing
     M = dense(ei, w, n, kind)
     scale = max(abs(b) for b in op.spectral_bounds()) or 1.0
-    if kind == 'rw':
+    if kind == 'rw_adjacency':
         assert res.left_vectors.shape == res.right_vectors.shape == (n, k)
         assert torch.isfinite(res.eigenvalues).all()
         if res.converged:

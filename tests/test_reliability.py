@@ -509,7 +509,7 @@ def test_sampled_fit_names_a_bad_count(kwargs, match):
         SampledNeuralSVD(2, batch_size=64.0)
 
 
-@pytest.mark.parametrize('kind', ['rw', 'adjacency', 'laplacian', 'sym_adjacency'])
+@pytest.mark.parametrize('kind', ['rw_adjacency', 'adjacency', 'laplacian', 'sym_adjacency'])
 def test_fit_of_a_zero_operator_is_exact_not_divergent(kind):
     r"""A graph without edges: T = 0 (safe bounds (0, 0)). The SVD form used
     to diverge on its quartic term alone and tell the user to lower lr
@@ -524,7 +524,7 @@ def test_fit_of_a_zero_operator_is_exact_not_divergent(kind):
             with_tol = NeuralSVD(k).fit(op, tol=1e-6, progress=False)
         assert res.converged and torch.equal(res.eigenvalues, torch.zeros(k))
         assert with_tol.converged and torch.equal(with_tol.eigenvalues, torch.zeros(k))
-        V = res.right_vectors if kind == 'rw' else res.eigenvectors
+        V = res.right_vectors if kind == 'rw_adjacency' else res.eigenvectors
         assert torch.allclose(V.T @ V, torch.eye(k), atol=1e-6)
 
 
@@ -677,7 +677,8 @@ def test_operator_with_an_infinite_spectral_bound_is_refused():
 
 def test_svd_form_of_a_two_node_random_walk_matrix_converges():
     from pyg_spectral import GraphOperator, NeuralSVD
-    op = GraphOperator.from_edge_index(torch.tensor([[0, 0], [0, 0]]), num_nodes=2, kind='rw')  # diag(1, 0)
+    op = GraphOperator.from_edge_index(torch.tensor([[0, 0], [0, 0]]), num_nodes=2,
+                                       kind='rw_adjacency')  # diag(1, 0)
     # random starts of two rows differ widely in norm between the two tables;
     # before the pairs were rebalanced, seeds 0 and 4 diverged
     for seed in range(8):

@@ -13,8 +13,24 @@ from torch_geometric.utils import (add_remaining_self_loops, coalesce, cumsum, i
 
 from .base import LinearOperator
 
-KINDS = ('adjacency', 'gcn', 'sym_adjacency', 'laplacian', 'sym_laplacian', 'rw')
-SYMMETRIC_KINDS = frozenset(KINDS) - {'rw'}
+KINDS = ('adjacency', 'gcn', 'sym_adjacency', 'laplacian', 'sym_laplacian', 'rw_adjacency')
+SYMMETRIC_KINDS = frozenset(KINDS) - {'rw_adjacency'}
+# former names, still accepted with a DeprecationWarning: 'rw' was D^-1 A,
+# while PyG's normalization='rw' is the Laplacian I - D^-1 A
+RENAMED_KINDS = {'rw': 'rw_adjacency'}
+
+
+def canonical_kind(kind: str, stacklevel: int = 2) -> str:
+    r"""The name in :obj:`KINDS` of :obj:`kind`: itself, or the current name
+    of a renamed kind, with a :class:`DeprecationWarning` that gives it
+    (:obj:`stacklevel` as in :func:`warnings.warn`, counted from the caller)."""
+    if kind in RENAMED_KINDS:
+        new = RENAMED_KINDS[kind]
+        warnings.warn(f"kind={kind!r} is deprecated; use kind={new!r}, the same matrix "
+                      f"D^-1 A under a name that PyG's normalization='rw' (the Laplacian "
+                      f"I - D^-1 A) does not share", DeprecationWarning, stacklevel=stacklevel + 1)
+        return new
+    return kind
 
 
 class DirectedGraphError(ValueError):
@@ -240,9 +256,11 @@ class GraphOperator(LinearOperator):
 
     Args:
         matrix (torch.Tensor): sparse CSR tensor :obj:`[n, n]`.
-        kind (str): one of :obj:`KINDS` (see :meth:`from_edge_index`).
+        kind (str): one of :obj:`KINDS` (see :meth:`from_edge_index`;
+            :obj:`'rw'` is taken for :obj:`'rw_adjacency'`, with a
+            :class:`DeprecationWarning`).
         bounds (tuple[float, float]): safe :obj:`(lower, upper)` eigenvalue
-            bounds (singular-value bounds for :obj:`'rw'`).
+            bounds (singular-value bounds for :obj:`'rw_adjacency'`).
         degree (torch.Tensor, optional): :obj:`[n]` the degrees that
             normalised the matrix (:math:`\hat d` for :obj:`'gcn'`, :math:`d`
             for :obj:`'sym_adjacency'` and :obj:`'sym_laplacian'`); the
@@ -255,9 +273,9 @@ class GraphOperator(LinearOperator):
         if matrix.layout != torch.sparse_csr:
             raise TypeError(f"matrix must be a sparse CSR tensor, got layout {matrix.layout}")
         self.matrix = matrix
-        self.kind = kind
+        self.kind = canonical_kind(kind)
         self.shape = tuple(matrix.shape)
-        self.is_symmetric = kind in SYMMETRIC_KINDS
+        self.is_symmetric = self.kind in SYMMETRIC_KINDS
         self.degree = degree
         self._bounds = bounds
         self._transpose: Tensor | None = None
@@ -274,8 +292,8 @@ class GraphOperator(LinearOperator):
     ) -> 'GraphOperator':
         r"""Builds the :obj:`kind` matrix of a graph given as PyG gives it.
 
-        Duplicate edges are summed. All kinds but :obj:`'rw'` need an
-        undirected graph, and whether it is one is always checked.
+        Duplicate edges are summed. All kinds but :obj:`'rw_adjacency'` need
+        an undirected graph, and whether it is one is always checked.
 
         Args:
             edge_index (torch.Tensor): :obj:`[2, m]` edges.
@@ -290,17 +308,20 @@ class GraphOperator(LinearOperator):
                 matrix of :class:`~torch_geometric.nn.conv.GCNConv`),
                 :obj:`'sym_adjacency'` (:math:`D^{-1/2} A D^{-1/2}`),
                 :obj:`'laplacian'` (:math:`D - A`), :obj:`'sym_laplacian'`
-                (:math:`I - D^{-1/2} A D^{-1/2}`) or :obj:`'rw'`
+                (:math:`I - D^{-1/2} A D^{-1/2}`) or :obj:`'rw_adjacency'`
                 (:math:`D^{-1} A`, not symmetric; not the random-walk
                 Laplacian :math:`I - D^{-1} A` that
                 :func:`torch_geometric.utils.get_laplacian` names
-                :obj:`'rw'`). (default: :obj:`'gcn'`)
+                :obj:`'rw'`). :obj:`'rw'` is accepted for :obj:`'rw_adjacency'`,
+                its former name, with a :class:`DeprecationWarning`.
+                (default: :obj:`'gcn'`)
             is_undirected (bool, optional): accepted for PyG's habit; the
                 graph is checked either way, and :obj:`True` for a directed
                 graph raises :class:`DirectedGraphError`. (default: :obj:`None`)
             dtype (torch.dtype, optional): :obj:`torch.float32` or
                 :obj:`torch.float64`. (default: :obj:`torch.float32`)
         """
+        kind = canonical_kind(kind)
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
         if dtype not in (torch.float32, torch.float64):
@@ -320,7 +341,7 @@ class GraphOperator(LinearOperator):
         else:
             edge_weight = edge_weight.to(dtype)
         edge_index, edge_weight = _coalesced(edge_index, edge_weight, num_nodes)
-        # 'rw' takes directed graphs: no symmetry check (a sort) for it
+        # 'rw_adjacency' takes directed graphs: no symmetry check (a sort) for it
         symmetric = _symmetrized(edge_index, edge_weight, num_nodes) \
             if kind in SYMMETRIC_KINDS else edge_weight
         if symmetric is None:
@@ -328,7 +349,7 @@ class GraphOperator(LinearOperator):
             raise DirectedGraphError(f"edge_index describes a directed graph{claim}, but "
                                      f"kind={kind!r} needs a symmetric matrix; symmetrise "
                                      f"it with torch_geometric.utils.to_undirected or use "
-                                     f"kind='rw'")
+                                     f"kind='rw_adjacency'")
         edge_weight = symmetric
 
         row, col = edge_index
@@ -376,7 +397,7 @@ class GraphOperator(LinearOperator):
                 warnings.filterwarnings('ignore', message='Sparse (CSR tensor support|invariant checks)')
                 matrix = _laplacian_csr(edge_index, off_diagonal, diagonal, num_nodes)
             return cls(matrix, kind, bounds, degree)
-        else:  # rw
+        else:  # rw_adjacency
             dinv = deg.reciprocal().masked_fill_(deg == 0, 0)
             edge_weight = dinv[row] * edge_weight
             # singular values of D^-1 A are at most sqrt(|.|_1 |.|_inf) = sqrt(max column sum)
