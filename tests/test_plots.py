@@ -19,31 +19,40 @@ spec = importlib.util.spec_from_file_location('plots', REPO / 'benchmarks' / 'pl
 plots = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(plots)
 
-# what RESULTS.md embeds, besides hydrogen16_states.png (drawn by its own test)
-FIGURES = {'headline.png', 'pe_time_vs_size.png', 'eigensolvers_time_vs_size.png',
-           'neuralsvd_cold_vs_warm.png', 'neuralsvd_convergence.png', 'mesh_eigenvectors.png',
-           'amortized_step_cost.png', 'lowrank_accuracy_vs_k.png',
-           'hydrogen16_convergence.png', 'hydrogen16_s0_convergence.png', 'hydrogen16_energies.png'}
+# the figures issue 18 asks the results page to show; the page may show more
+# (each drawn by plots.py: checked below), and may drop a history figure
+REQUIRED = {'headline.png', 'pe_time_vs_size.png', 'eigensolvers_time_vs_size.png',
+            'neuralsvd_convergence.png', 'amortized_step_cost.png', 'lowrank_accuracy_vs_k.png',
+            'hydrogen16_energies.png', 'mesh_eigenvectors.png'}
+PAGE = (REPO / 'benchmarks' / 'RESULTS.md').read_text()
+EMBEDDED = set(re.findall(r'\]\(results/([\w.-]+\.png)\)', PAGE))
 
 
 def test_every_figure_is_drawn_from_the_committed_results(tmp_path):
     written = plots.main(['--out', str(tmp_path), '--skip', 'hydrogen_states'])
     names = {p.name for p in written}
-    assert FIGURES <= names, FIGURES - names
+    wanted = REQUIRED | (EMBEDDED - {'hydrogen16_states.png'})  # that one: its own test
+    assert wanted <= names, wanted - names
     for path in written:
         assert path.parent == tmp_path and path.stat().st_size > 10_000
     assert not [p for p in tmp_path.iterdir() if p.suffix != '.png']  # no temporary left
 
 
 def test_every_embedded_figure_is_committed_beside_the_results_page():
-    text = (REPO / 'benchmarks' / 'RESULTS.md').read_text()
-    for name in FIGURES | {'hydrogen16_states.png'}:
+    assert REQUIRED <= EMBEDDED, f'not shown in RESULTS.md: {REQUIRED - EMBEDDED}'
+    for name in EMBEDDED:
         assert (RESULTS / name).is_file(), name
-        assert f'results/{name}' in text, f'{name} is not shown in RESULTS.md'
-    headings = re.findall(r'^## (.+)$', text, flags=re.M)  # the headline table's links resolve
+    headings = re.findall(r'^## (.+)$', PAGE, flags=re.M)  # the headline table's links resolve
     slugs = {re.sub(r'[^\w\- ]', '', h.lower()).replace(' ', '-') for h in headings}
-    for anchor in re.findall(r'\]\(#([^)]+)\)', text):
+    for anchor in re.findall(r'\]\(#([^)]+)\)', PAGE):
         assert anchor in slugs, anchor
+
+
+def test_the_results_page_stays_short():
+    # issue 18: a page read in a minute, about 400 lines; 457 on 2026-12-02 with the hydrogen
+    # section's history (two schedules) still on it. Lower this as the page shrinks; a page
+    # that grows past it has a run-by-run narrative or a duplicated table to cut
+    assert len(PAGE.splitlines()) <= 470
 
 
 def test_hydrogen_states_figure_from_the_committed_fit(tmp_path):
