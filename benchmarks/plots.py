@@ -681,15 +681,23 @@ def hydrogen_convergence(results: Path = RESULTS, out: Path | None = None) -> li
     return paths
 
 
+_FINAL_FIT = re.compile(r"step (\d+) of config \{.*'steps': (\d+).*training seed (\d+)")
+
+
 def hydrogen_evaluations(results: Path = RESULTS) -> dict[str, list[dict]]:
-    r"""``{file stem: per-state rows}`` of every ``hydrogen16*_evaluate.md``
-    (the console output of ``hydrogen.py --evaluate FIT``)."""
+    r"""``{'seed N': per-state rows}`` of every ``hydrogen16*_evaluate.md``
+    (the console output of ``hydrogen.py --evaluate FIT``) whose fit ran its
+    whole schedule; evaluations of intermediate steps are history, not
+    results."""
     runs = {}
     for path in sorted(results.glob('hydrogen16*_evaluate.md')):
+        match = _FINAL_FIT.search(path.read_text())
+        if match is None or match.group(1) != match.group(2):
+            continue
         for table in read_tables(path):
             if 'rel. err. (Ritz)' in table.header:
-                runs[path.name[:-len('_evaluate.md')]] = table.rows
-    return runs
+                runs[f'seed {match.group(3)}'] = table.rows
+    return dict(sorted(runs.items()))
 
 
 def _draw_hydrogen_errors(ax, runs, legend=True) -> None:
@@ -700,8 +708,11 @@ def _draw_hydrogen_errors(ax, runs, legend=True) -> None:
         ritz = [number(r['rel. err. (Ritz)']) for r in rows]
         own = [number(r['rel. err. (own)']) for r in rows]
         x = [s - 0.4 + width * (j + 0.5) for s in states]
-        ax.bar(x, ritz, width=width * 0.9, color=[colours[int(r['n'])] for r in rows],
-               label=(f'Rayleigh-Ritz ({name})' if len(runs) > 1 else 'Rayleigh-Ritz of the span') + ' (colour: shell n)')
+        label = None
+        if j == 0:  # one entry: the bars of a state are the runs, left to right
+            label = ('Rayleigh-Ritz of the span' if len(runs) == 1 else
+                     f"Rayleigh-Ritz, bars left to right: {', '.join(runs)}") + ' (colour: shell n)'
+        ax.bar(x, ritz, width=width * 0.9, color=[colours[int(r['n'])] for r in rows], label=label)
         ax.plot(x, own, 'k_', ms=9, mew=1.5, ls='',
                 label="each function's own quotient" if j == 0 else None)
         for xi, value in zip(x, ritz):
@@ -727,10 +738,11 @@ def hydrogen_energies(results: Path = RESULTS, out: Path | None = None) -> list[
         return []
     plt = _plt()
     fig, (a, b) = plt.subplots(1, 2, figsize=(13, 4.4))
-    for name, rows in runs.items():
+    for j, (name, rows) in enumerate(runs.items()):
         states = [int(r['state']) for r in rows]
-        a.plot(states, [-number(r['exact E']) for r in rows], 'k_', ms=18, mew=2, ls='',
-               label='exact -1/(4(n-1/2)^2)')
+        if j == 0:
+            a.plot(states, [-number(r['exact E']) for r in rows], 'k_', ms=18, mew=2, ls='',
+                   label='exact -1/(4(n-1/2)^2)')
         a.plot(states, [-number(r['Ritz E']) for r in rows], 'o', mfc='none', ms=7,
                label=f'learned, Rayleigh-Ritz ({name})')
         a.plot(states, [-number(r['own Rayleigh E']) for r in rows], 'x', ms=6,

@@ -72,8 +72,20 @@ def test_the_parsers_read_the_committed_tables():
     eig = plots.neuralsvd_tables(RESULTS)
     assert {'Cora', 'CiteSeer', 'PubMed', 'geo100000', 'geo1000000', 'sbm1e5', 'sbm1e6'} <= set(eig)
     assert eig['sbm1e6'][0] == 1_000_000 and eig['geo100000'][0] == 100_000
-    evaluation = plots.hydrogen_evaluations(RESULTS)['hydrogen16']
-    assert [int(r['state']) for r in evaluation] == list(range(1, 17))
+    evaluations = plots.hydrogen_evaluations(RESULTS)
+    assert list(evaluations) == ['seed 0', 'seed 1', 'seed 2']
+    for rows in evaluations.values():
+        assert [int(r['state']) for r in rows] == list(range(1, 17))
+
+
+def test_hydrogen_figures_show_final_fits_only(tmp_path):
+    table = ('| state | n | exact E | Ritz E | rel. err. (Ritz) | own Rayleigh E | rel. err. (own) |\n'
+             '|---|---|---|---|---|---|---|\n| 1 | 1 | -1.00000 | -0.99 | 1.00 % | -0.99 | 1.00 % |\n')
+    for name, step, seed in (('final', 50000, 3), ('middle', 26000, 4)):
+        (tmp_path / f'hydrogen16_{name}_evaluate.md').write_text(
+            f"fit.pt: step {step} of config {{'k': 16, 'steps': 50000}}, nesting=sequential, "
+            f"training seed {seed}; Rayleigh-Ritz on 65536 fresh samples\n" + table)
+    assert list(plots.hydrogen_evaluations(tmp_path)) == ['seed 3']
 
 
 def test_cells_and_verdicts():
