@@ -19,7 +19,8 @@ from torch_geometric.utils import stochastic_blockmodel_graph
 from pyg_spectral import GraphOperator
 from pyg_spectral.metrics import max_principal_sine
 from pyg_spectral.operators.graph_sampling import EdgeSampledGraph
-from pyg_spectral.solvers.edge_sampled import DistributedSampledNeuralSVD, process_seed
+from pyg_spectral.solvers.edge_sampled import (DistributedSampledNeuralSVD, ProcessSampling,
+                                               process_seed)
 from pyg_spectral.solvers.sampled import SampledNeuralSVD
 from test_distributed import launch
 
@@ -132,7 +133,7 @@ def test_process_streams_differ():
 
 # ------------------------------------------------------------- launched
 def test_two_processes_fit_the_low_end_from_sampled_edges(tmp_path):
-    launch(2, 'worker', str(tmp_path), target=(str(HERE),), timeout=240)
+    launch(2, 'worker', str(tmp_path), target=(str(HERE),), timeout=600)
     out = torch.load(tmp_path / 'results.pt', weights_only=True)
     first, second = out['ranks']
     # DDP keeps the models equal; the processes drew different batches
@@ -157,7 +158,6 @@ def worker(out: Path) -> None:
     # different starts on purpose: DDP starts every process from rank 0's
     res = solver().fit(sampled, encoder(10 + rank), steps=2000, check_every=500,
                        progress=False, eval_samples=2 ** 14)
-    from pyg_spectral.solvers.edge_sampled import ProcessSampling
     seen = ProcessSampling(sampled, [], None)
     nodes = seen.sample(8, torch.Generator().manual_seed(0))[0]
     try:
