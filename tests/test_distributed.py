@@ -168,10 +168,20 @@ def launch(world: int, *args: str, timeout: float = 300, target: tuple = (str(HE
     r"""``torchrun --standalone --nproc-per-node WORLD TARGET ARGS`` (TARGET:
     this file by default, or ``-m pyg_spectral``)."""
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(REPO))
-    proc = subprocess.run(
-        [sys.executable, '-m', 'torch.distributed.run', '--standalone',
-         f'--nproc-per-node={world}', '--monitor-interval=0.1', *target, *args],
-        capture_output=True, text=True, timeout=timeout, env=env, cwd=REPO)
+    # its own session, so that a timeout kills the workers with torchrun
+    # (killing torchrun alone leaves them running)
+    with subprocess.Popen(
+            [sys.executable, '-m', 'torch.distributed.run', '--standalone',
+             f'--nproc-per-node={world}', '--monitor-interval=0.1', *target, *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
+            start_new_session=True) as popen:
+        try:
+            stdout, stderr = popen.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(popen.pid, signal.SIGKILL)
+            popen.communicate()
+            raise
+    proc = subprocess.CompletedProcess(popen.args, popen.returncode, stdout, stderr)
     if check:
         assert proc.returncode == 0, f"launch failed:\n{proc.stdout}\n{proc.stderr[-6000:]}"
     return proc
