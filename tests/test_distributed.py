@@ -5,6 +5,7 @@ them, with ``python -m torch.distributed.run`` (torchrun) on gloo, running
 this file as the worker script (see ``worker`` at the bottom)."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 import signal
@@ -81,6 +82,7 @@ def uneven_partition(name: str, world: int) -> tuple[NodePartition, str]:
     return partition_nodes(edge_index, n, 3, 'metis'), 'all_to_all'
 
 
+@functools.lru_cache(maxsize=None)  # read only: each world size's test compares with it
 def single_process_fit(name: str):
     _, _, _, k = GRAPHS[name]
     return NeuralSVD(k).fit(operator(name), largest=False, tol=TOL, steps=STEPS, refine=True,
@@ -405,15 +407,14 @@ def test_resume_equals_uninterrupted(launched):
 
 
 def test_cli_one_and_two_processes_write_the_same_eigenpairs(tmp_path):
+    r"""``eigs`` in this process (world size 1: the command line's own
+    path, ``python -m`` is tested in test_cli) and under torchrun."""
     edge_index, n, _, k = GRAPHS['sbm']
     torch.save({'edge_index': edge_index, 'num_nodes': n}, tmp_path / 'sbm.pt')
     common = ['eigs', str(tmp_path / 'sbm.pt'), '--k', str(k), '--dtype', 'float64',
               '--tol', '1e-9', '--steps', str(STEPS), '--no-progress']
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    one = subprocess.run([sys.executable, '-m', 'pyg_spectral', *common, '--out',
-                          str(tmp_path / 'one')], capture_output=True, text=True, env=env,
-                         timeout=300)
-    assert one.returncode == 0, one.stderr
+    from pyg_spectral.cli import main as cli_main
+    assert cli_main([*common, '--out', str(tmp_path / 'one')]) == 0
     launch(2, *common, '--out', str(tmp_path / 'two'), target=('-m', 'pyg_spectral'))
     values, vectors = exact('sbm')
     for prefix in ('one', 'two'):
@@ -424,21 +425,19 @@ def test_cli_one_and_two_processes_write_the_same_eigenpairs(tmp_path):
     assert NodePartition.load(tmp_path / 'two.partition.pt').num_parts == 2
 
 
-def test_cli_partition_step_then_eigs_streams_its_rows(tmp_path):
-    r"""``pyg-spectral partition`` in its own process, then a two-process
+def test_cli_partition_step_then_eigs_streams_its_rows(tmp_path, capsys):
+    r"""``pyg-spectral partition`` (in this process), then a two-process
     ``eigs`` on an .npz that reuses the saved split and builds each rank's
     rows from the file: the eigenpairs of the graph; a named partition file
     that is missing or of another size stops every rank with the remedy."""
     edge_index, n, _, k = GRAPHS['sbm']
     np.savez(tmp_path / 'sbm.npz', edge_index=edge_index.numpy(), num_nodes=n)
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    made = subprocess.run([sys.executable, '-m', 'pyg_spectral', 'partition',
-                           str(tmp_path / 'sbm.npz'), '--parts', '2', '--out',
-                           str(tmp_path / 'split.pt')], capture_output=True, text=True, env=env,
-                          timeout=300)
-    assert made.returncode == 0, made.stderr
+    from pyg_spectral.cli import main as cli_main
+    assert cli_main(['partition', str(tmp_path / 'sbm.npz'), '--parts', '2', '--out',
+                     str(tmp_path / 'split.pt')]) == 0
+    made = capsys.readouterr().out
     assert re.search(r'split\.pt: 190 nodes into 2 parts \((metis|rcm), .*edge cut \d+ of '
-                     r'\d+ edges', made.stdout), made.stdout
+                     r'\d+ edges', made), made
     common = ['eigs', str(tmp_path / 'sbm.npz'), '--k', str(k), '--dtype', 'float64', '--tol',
               '1e-9', '--steps', str(STEPS), '--no-progress']
     proc = launch(2, *common, '--out', str(tmp_path / 'two'), '--partition-file',

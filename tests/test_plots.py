@@ -4,7 +4,6 @@ FAILED result as a time."""
 import importlib.util
 import json
 import re
-import subprocess
 import sys
 from pathlib import Path
 
@@ -118,14 +117,14 @@ def test_wrong_and_failed_results_are_marks_not_times(tmp_path):
     plt.close(fig)
 
 
-def test_command_line_help_and_hydrogen_table():
-    out = subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'plots.py'), '--help'],
-                         capture_output=True, text=True, check=True).stdout
+def test_command_line_help_and_hydrogen_table(capsys):
+    with pytest.raises(SystemExit) as stop:
+        plots.main(['--help'])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out
     assert '--only' in out and 'hydrogen_states' in out
-    table = subprocess.run([sys.executable, str(REPO / 'benchmarks' / 'plot_hydrogen.py'), '--table',
-                            str(RESULTS / 'hydrogen16_r10_s0_progress.csv')],
-                           capture_output=True, text=True, check=True).stdout
-    assert '| hydrogen16_r10_s0_progress | 24000 |' in table
+    _script('plot_hydrogen').main(['--table', str(RESULTS / 'hydrogen16_r10_s0_progress.csv')])
+    assert '| hydrogen16_r10_s0_progress | 24000 |' in capsys.readouterr().out
 
 
 def _script(name):
