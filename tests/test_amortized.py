@@ -295,3 +295,66 @@ def test_non_symmetric_dense_matrix_is_refused():
     # rounding-level asymmetry (A A^T computed in float32) is accepted
     B = torch.randn(50, 50)
     assert amortized_eigh(B @ B.T, torch.randn(50, 3)).eigenvectors.shape == (50, 3)
+
+
+def components_operator():
+    r"""The GCN matrix of a 6 x 5 grid, a 12-node path, a triangle and an
+    isolated node: eigenvalue 1 four times (the component space)."""
+    edge_index = torch.cat([grid_graph(6, 5), path_graph(12) + 30,
+                            torch.tensor([[42, 43, 44], [43, 44, 42]])], 1)
+    edge_index = torch.cat([edge_index, edge_index.flip(0)], 1)
+    return GraphOperator.from_edge_index(edge_index, num_nodes=46, kind='gcn',
+                                         dtype=torch.float64)
+
+
+@pytest.mark.parametrize('signs', [True, False])
+def test_qr_of_the_complement_is_the_qr_of_the_projection(signs):
+    r"""signed_qr(W, complement=(B, B^T)) never forms (I - B B^T) W, yet
+    gives its factors: those of the explicit projection, with the same
+    signs; without canonical signs, those of Cholesky-QR (positive diagonal
+    of R)."""
+    from pyg_spectral.linalg import signed_qr
+    from pyg_spectral.operators import NullSpace
+    null = NullSpace.of_operator(components_operator())
+    assert null.dim == 4
+    W = torch.randn(46, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    projected = null.project_out(W)
+    V = null.vectors(torch.float64)
+    assert torch.allclose(projected, W - V @ (V.T @ W), atol=1e-14)
+    dense = null.basis_matrices(torch.float64)  # 4 components: dense products
+    assert dense[0].layout == torch.strided
+    for pair in (dense, tuple(B.to_sparse_csr() for B in dense)):
+        U, R = signed_qr(W, signs, pair)
+        assert torch.allclose(U.T @ U, torch.eye(6, dtype=torch.float64), atol=1e-13)
+        assert torch.allclose(U @ R, projected, atol=1e-13)
+        assert float(null.project(U).abs().max()) < 1e-13
+        U_ref, R_ref = signed_qr(projected, signs)
+        assert torch.allclose(U, U_ref, atol=1e-12) and torch.allclose(R, R_ref, atol=1e-12)
+        if not signs:
+            assert bool((R.diagonal() > 0).all())
+
+
+def test_eigenpairs_next_to_components_without_signs_differ_only_in_signs():
+    r"""amortized_eigh next to a component space: eigenvalues, loss and the
+    gradient of the state equal autograd through Householder QR of the
+    explicit projection; signs=False changes only the columns' signs."""
+    from pyg_spectral.operators import NullSpace
+    op = components_operator()
+    null = NullSpace.of_operator(op)
+    A = op.to_dense()
+    W = torch.randn(46, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(1),
+                    requires_grad=True)
+    signed = amortized_eigh(op, W, 5, null=null)
+    unsigned = amortized_eigh(op, W, 5, null=null, signs=False)
+    flips = (signed.eigenvectors * unsigned.eigenvectors).sum(0)
+    assert torch.allclose(flips.abs(), torch.ones(5, dtype=torch.float64), atol=1e-12)
+    assert torch.allclose(signed.eigenvectors, unsigned.eigenvectors * flips, atol=1e-12)
+    assert torch.allclose(signed.eigenvalues, unsigned.eigenvalues, atol=1e-13)
+    V = null.vectors(torch.float64)
+    Q = torch.linalg.qr(W - V @ (V.T @ W)).Q
+    plain = eigen_loss_from_rayleigh((Q * (A @ Q)).sum(0), 'brockett', True)
+    expected, = torch.autograd.grad(plain, W)
+    for res in (signed, unsigned):
+        assert torch.allclose(res.loss, plain, atol=1e-12)
+        ours, = torch.autograd.grad(res.loss, W)
+        assert torch.allclose(ours, expected, atol=1e-11)

@@ -159,6 +159,24 @@ def test_layer_output_equals_the_formula_by_hand():
     assert (U.T @ top).abs().max() < 1e-6
 
 
+def test_amortized_layer_skips_the_signs_its_output_does_not_depend_on():
+    r"""The layer's own amortized basis has no canonical signs (unless
+    asked); with them, the same weights give the same output."""
+    edge_index, w, n = components_and_random_part()
+    x = torch.randn(n, 3, dtype=torch.float64)
+    conv = LowRankGCNConv(3, 2, k=6, num_nodes=n, root_weight=True).double()
+    assert conv.basis.canonical_signs is False and 'canonical_signs=False' in repr(conv.basis)
+    signed = LowRankGCNConv(3, 2, k=6, num_nodes=n, root_weight=True,
+                            canonical_signs=True).double()
+    assert signed.basis.canonical_signs and 'canonical_signs' not in repr(signed.basis)
+    signed.load_state_dict(conv.state_dict())
+    assert torch.allclose(conv(x, edge_index, w), signed(x, edge_index, w), atol=1e-12)
+    U, _ = conv.basis(*conv.graph(edge_index, w, n, torch.float64)[:2])
+    V, _ = signed.basis(*signed.graph(edge_index, w, n, torch.float64)[:2])
+    flips = (U * V).sum(0)
+    assert torch.allclose(V, U * flips, atol=1e-12) and (flips < 0).any()
+
+
 def test_shared_basis_is_computed_once_and_trained_by_eigen_loss():
     edge_index = path_graph(12)
     basis = AmortizedEigenbasis(12, 3)

@@ -74,20 +74,30 @@ def test_small_null_space_is_the_torch_route_bit_for_bit(kind, monkeypatch):
             assert a.dtype == b.dtype and torch.equal(a, b), field
 
 
-def test_small_sign_vector_is_the_torch_route_bit_for_bit(monkeypatch):
-    g = torch.Generator().manual_seed(0)
-    U = torch.randn(40, 8, generator=g, dtype=torch.float64)
+@pytest.mark.parametrize('n, dtype', [(40, torch.float64), (40, torch.float32),
+                                      (5001, torch.float32), (19717, torch.float64)])
+def test_numpy_sign_vector_is_the_torch_route_bit_for_bit(n, dtype):
+    r"""The NumPy route of CPU blocks (column maxima by halving the rows) and
+    the torch route of other devices give the same signs: small blocks, and
+    tall ones with an odd row count at some halving, whose ties and largest
+    entries sit in the first, middle and last rows."""
+    g = torch.Generator().manual_seed(n)
+    U = torch.randn(n, 8, generator=g, dtype=torch.float64).to(dtype)
     U[:, 1] = 0  # a zero column keeps its sign
-    U[3, 2], U[7, 2] = -U[:, 2].abs().max() * 1.5, U[:, 2].abs().max() * 1.5  # a tie: the first
+    big = U[:, 2].abs().max() * 1.5
+    U[3, 2], U[n - 1, 2] = -big, big  # a tie: the first
     U[5, 3] = -0.0
     U[9, 4], U[11, 4] = 10.0, -10.0 * (1 - 5e-4)  # within SIGN_RTOL of each other
-    for batch in (None, torch.zeros(40, dtype=torch.long)):
-        fast = linalg.canonical_sign_vector(U, batch=batch, num_graphs=1)
-        with monkeypatch.context() as m:
-            m.setattr(linalg, 'SMALL_NUMPY', 0)
-            slow = linalg.canonical_sign_vector(U, batch=batch, num_graphs=1)
-        assert fast.dtype == slow.dtype and torch.equal(fast, slow)
-    assert fast[0, :5].tolist() == [np.sign(U[0, 0].item()), 1, -1, 1, 1]
+    U[n // 2, 5] = -20.0  # the largest in the middle row
+    U[n - 1, 6], U[n - 2, 6] = -30.0, 30.0  # the largest in the last rows
+    U[:, 7] = 0.25  # every entry ties
+    fast = linalg.canonical_sign_vector(U)
+    slow = linalg._sign_vector_torch(U, linalg.SIGN_RTOL)
+    assert fast.dtype == slow.dtype == dtype and torch.equal(fast, slow)
+    assert fast[[1, 2, 4, 5, 6, 7]].tolist() == [1, -1, 1, -1, 1, 1]
+    batched = linalg.canonical_sign_vector(U, batch=torch.zeros(n, dtype=torch.long),
+                                           num_graphs=1)
+    assert torch.equal(batched, fast[None])
 
 
 def encoding_cases():

@@ -56,32 +56,35 @@ def orthonormal_basis(W: Tensor) -> Tensor:
 class _RayleighOfQR(torch.autograd.Function):
     r"""The Rayleigh quotients :math:`r_i = u_i^\top A u_i` of
     :math:`U = \mathrm{QR}(W)`, passed in precomputed with :math:`U`,
-    :math:`R` and a detached :math:`A U`, with the analytic gradient with respect to
-    :math:`W`: for :math:`G = \partial L / \partial U = 2\,AU\,
-    \mathrm{diag}(\partial L / \partial r)` (A symmetric),
+    :math:`R`, a detached :math:`A U` and :math:`H = U^\top A U` (whose
+    diagonal they are), with the analytic gradient with respect to
+    :math:`W`: for :math:`G = \partial L / \partial U = A U D`,
+    :math:`D = 2\,\mathrm{diag}(\partial L / \partial r)` (A symmetric),
     :math:`\partial L / \partial W = (G - U B) R^{-\top}` with
-    :math:`B = \mathrm{triu}(U^\top G) + \mathrm{tril}(G^\top U, -1)` (the
-    derivative of the QR factorisation when :math:`R` gets no gradient).
-    Three :math:`n \times k \times k` products, where autograd through
-    :func:`torch.linalg.qr` costs about two QRs: the difference is most of
-    the method's overhead over its floor."""
+    :math:`B = \mathrm{triu}(M) + \mathrm{tril}(M^\top, -1)`, :math:`M =
+    U^\top G = H D` (the derivative of the QR factorisation when :math:`R`
+    gets no gradient). Computed as :math:`A U (D R^{-\top}) - U (B
+    R^{-\top})`: two :math:`n \times k \times k` products, where autograd
+    through :func:`torch.linalg.qr` costs about two QRs: the difference is
+    most of the method's overhead over its floor."""
 
     @staticmethod
-    def forward(ctx, W: Tensor, U: Tensor, R: Tensor, AU: Tensor, rayleigh: Tensor) -> Tensor:
-        ctx.save_for_backward(U, R, AU)
-        return rayleigh.clone()
+    def forward(ctx, W: Tensor, U: Tensor, R: Tensor, AU: Tensor, H: Tensor) -> Tensor:
+        ctx.save_for_backward(U, R, AU, H)
+        return H.diagonal().clone()
 
     @staticmethod
     def backward(ctx, grad_r: Tensor):
-        U, R, AU = ctx.saved_tensors
-        G = 2 * AU * grad_r
-        M = U.T @ G
+        U, R, AU, H = ctx.saved_tensors
+        D = 2 * grad_r
+        M = H * D
         B = M.triu() + M.T.tril(-1)
-        # R^-1 once ([k, k]) then a product: solving against the tall
-        # [n, k] right-hand side directly is several times slower on CPU
+        # R^-1 once ([k, k]): solving against the tall [n, k] right-hand
+        # side directly is several times slower on a CPU
         eye = torch.eye(R.size(0), device=R.device, dtype=R.dtype)
-        R_inv = torch.linalg.solve_triangular(R, eye, upper=True)
-        return torch.addmm(G, U, B, alpha=-1) @ R_inv.T, None, None, None, None
+        R_inv_T = torch.linalg.solve_triangular(R, eye, upper=True).T
+        grad = AU @ (D[:, None] * R_inv_T)
+        return grad.addmm_(U, B @ R_inv_T, alpha=-1), None, None, None, None
 
 
 def _check_state(state: Tensor, rows: int, k: int | None, name: str = 'state') -> None:
@@ -112,6 +115,7 @@ def amortized_eigh(
     loss: str = 'brockett',
     weights: Tensor | None = None,
     null: NullSpace | None = None,
+    signs: bool = True,
 ) -> AmortizedEigh:
     r"""One amortized step of the eigendecomposition of a symmetric matrix.
 
@@ -131,6 +135,11 @@ def amortized_eigh(
             is learned in its orthogonal complement, :math:`U =
             \mathrm{QR}((I - P_0) W)`, so it holds the :obj:`k` eigenvectors
             that follow that space.
+        signs: the canonical signs of :func:`~pyg_spectral.linalg.canonical_signs`
+            on the eigenvectors; :obj:`False` spares their passes over
+            :math:`U` where nothing depends on them (a propagation
+            :math:`U \Lambda U^\top`, the eigenvalues, the loss and its
+            gradient do not).
 
     Returns:
         :obj:`(eigenvalues [k], eigenvectors [n, k], loss)`; add :obj:`loss`
@@ -142,13 +151,15 @@ def amortized_eigh(
     # U, A U and so the gradient (G - U B) R^-T with respect to the projected
     # W already lie in the complement (A commutes with the projection onto its
     # own eigenspace): it is the gradient with respect to the state itself,
-    # and only the forward pass pays for the projection
-    W = state if null is None else null.project_out(state.detach())
-    U, R = signed_qr(W)
+    # and only the QR pays for the projection (folded into its first pass)
+    U, R = signed_qr(state, signs, None if null is None else null.basis_matrices(state.dtype))
     AU = matmat(A, U)
     check_finite_product(AU, 'A')
-    eigenvalues = (U * AU).sum(0)
-    rayleigh = _RayleighOfQR.apply(state, U, R, AU.detach(), eigenvalues.detach())
+    # U^T A U: its diagonal is the eigenvalues (one product instead of an
+    # elementwise one and a sum), and it gives the backward pass U^T G
+    H = U.T @ AU
+    eigenvalues = H.diagonal()
+    rayleigh = _RayleighOfQR.apply(state, U, R, AU.detach(), H.detach())
     return AmortizedEigh(eigenvalues, U, eigen_loss_from_rayleigh(rayleigh, loss, largest, weights))
 
 
@@ -173,7 +184,7 @@ def amortized_svd(
     S = MV.norm(dim=0)
     U = MV.detach() / S.detach().clamp_min(torch.finfo(S.dtype).tiny)
     MtMV = M.detach().T @ MV.detach()
-    rayleigh = _RayleighOfQR.apply(state, V, R, MtMV, (V * MtMV).sum(0))
+    rayleigh = _RayleighOfQR.apply(state, V, R, MtMV, V.T @ MtMV)
     return AmortizedSVD(U, S, V, eigen_loss_from_rayleigh(rayleigh, loss, True, weights))
 
 
@@ -213,6 +224,12 @@ class AmortizedEigenbasis(Eigenbasis):
             initial :math:`W`. An adaptive optimizer (Adam) moves each entry
             by about its learning rate per step, so this sets the relative
             step size of the basis. (default: :obj:`0.1`)
+        canonical_signs (bool, optional): give the eigenvectors the canonical
+            signs of :func:`~pyg_spectral.linalg.canonical_signs`;
+            :obj:`False` spares their passes over :math:`U` for a consumer
+            that does not depend on them, as
+            :class:`~pyg_spectral.nn.LowRankGCNConv`'s propagation
+            :math:`U \Lambda U^\top` does not. (default: :obj:`True`)
     """
 
     def __init__(
@@ -224,12 +241,14 @@ class AmortizedEigenbasis(Eigenbasis):
         loss_weight: float = 1.0,
         weights: Tensor | None = None,
         init_scale: float = 0.1,
+        canonical_signs: bool = True,
     ) -> None:
         super().__init__(num_nodes, k, largest)
         if loss not in EIGEN_LOSSES:
             raise ValueError(f"loss must be one of {EIGEN_LOSSES}, got {loss!r}")
         self.loss = loss
         self.loss_weight, self.init_scale = float(loss_weight), float(init_scale)
+        self.canonical_signs = bool(canonical_signs)
         self.register_buffer('brockett_n', None if weights is None
                              else check_brockett_weights(weights, k).clone(), persistent=False)
         if num_nodes is None:
@@ -275,7 +294,7 @@ class AmortizedEigenbasis(Eigenbasis):
     def _pairs(self, operator: Matrix, null: NullSpace | None,
                n: int) -> tuple[Tensor, Tensor]:
         self._last = amortized_eigh(operator, self.weight, self.k, self.largest,
-                                    self.loss, self.brockett_n, null)
+                                    self.loss, self.brockett_n, null, self.canonical_signs)
         return self._last.eigenvectors, self._last.eigenvalues
 
     def _materialize(self, operator: Matrix) -> Tensor:
@@ -298,4 +317,5 @@ class AmortizedEigenbasis(Eigenbasis):
 
     def __repr__(self) -> str:
         return (f'{self.__class__.__name__}(num_nodes={self.num_nodes}, k={self.k}, '
-                f'largest={self.largest}, loss={self.loss!r})')
+                f'largest={self.largest}, loss={self.loss!r}'
+                + ('' if self.canonical_signs else ', canonical_signs=False') + ')')

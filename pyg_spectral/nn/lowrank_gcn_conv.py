@@ -117,7 +117,9 @@ class LowRankGCNConv(nn.Module):
             the optimizer after it)
         **basis_kwargs (optional): passed to the basis the layer creates:
             :class:`AmortizedEigenbasis` (e.g. :obj:`loss`,
-            :obj:`loss_weight`) or :class:`ExactEigenbasis` (:obj:`method`).
+            :obj:`loss_weight`; its :obj:`canonical_signs` is :obj:`False`
+            unless passed, as the layer's output does not depend on them) or
+            :class:`ExactEigenbasis` (:obj:`method`).
 
     Shapes:
         - **input:** node features :math:`(|\mathcal{V}|, F_{in})`, edge
@@ -153,9 +155,13 @@ class LowRankGCNConv(nn.Module):
             if basis.k != k:
                 raise ValueError(f"the shared basis has k={basis.k} but k={k} was passed")
             self._owns_basis = False
-        elif basis in BASES:
-            make = ExactEigenbasis if basis == 'exact' else AmortizedEigenbasis
-            basis = make(num_nodes, k, **basis_kwargs)
+        elif basis == 'exact':
+            basis = ExactEigenbasis(num_nodes, k, **basis_kwargs)
+            self._owns_basis = True
+        elif basis == 'amortized':
+            # the propagation U diag(g) U^T does not depend on the signs of U
+            basis = AmortizedEigenbasis(num_nodes, k, **{'canonical_signs': False,
+                                                         **basis_kwargs})
             self._owns_basis = True
         else:
             raise ValueError(f"basis must be one of {BASES} or an Eigenbasis (e.g. a shared "
