@@ -19,8 +19,7 @@ from torch_geometric.utils import stochastic_blockmodel_graph
 from pyg_spectral import GraphOperator
 from pyg_spectral.metrics import max_principal_sine
 from pyg_spectral.operators.graph_sampling import EdgeSampledGraph
-from pyg_spectral.solvers.edge_sampled import (DistributedSampledNeuralSVD, ProcessSampling,
-                                               process_seed)
+from pyg_spectral.solvers.edge_sampled import DistributedSampledNeuralSVD, process_seed
 from pyg_spectral.solvers.sampled import SampledNeuralSVD
 from test_distributed import launch
 
@@ -139,8 +138,18 @@ def test_two_processes_fit_the_low_end_from_sampled_edges(tmp_path):
     # DDP keeps the models equal; the processes drew different batches
     assert torch.equal(first['weight'], second['weight'])
     assert torch.equal(first['values'], second['values'])
-    assert not torch.equal(first['nodes'], second['nodes'])
-    assert first['checkpoint'] == second['checkpoint'] == 'ValueError'
+    # each process's loss is its own batches' estimate
+    assert first['loss_history'] != second['loss_history']
+    # a fit stopped at step 30 and resumed from each process's checkpoint
+    # is the uninterrupted one; checkpoints of different steps are refused
+    for rank in (first, second):
+        assert rank['stopped_at'] == 30 and rank['files'] == ['ckpt.rank0-of-2.pt',
+                                                                'ckpt.rank1-of-2.pt']
+        whole, resumed = rank['uninterrupted'], rank['resumed']
+        assert resumed['loss_history'] == whole['loss_history'] and len(whole['loss_history']) == 60
+        assert torch.equal(resumed['weight'], whole['weight'])
+        assert torch.equal(resumed['values'], whole['values'])
+        assert 'rank 0: step 60, rank 1: none' in rank['mismatch']
     op = sbm_operator()
     values, vectors = scipy.linalg.eigh(op.to_dense().numpy(), subset_by_index=[0, K - 1])
     f = node_features(op) @ first['weight'].T
@@ -148,6 +157,34 @@ def test_two_processes_fit_the_low_end_from_sampled_edges(tmp_path):
     assert sine < 0.05, sine
     # Rayleigh-Ritz values from moments averaged over both processes
     assert (first['values'] - torch.from_numpy(values)).abs().max() < 0.02, first['values']
+
+
+def checkpoint_runs(sampled: EdgeSampledGraph, out: Path, rank: int) -> dict:
+    r"""60 steps uninterrupted; stopped at step 30 (a callback, agreed by
+    both processes) and resumed from the checkpoints; then rank 1's file
+    removed, so that the two disagree."""
+    def run(**kwargs):
+        res = solver(256).fit(sampled, encoder(20), steps=60, check_every=10, progress=False,
+                              eval_samples=4096, **kwargs)
+        return res, {'weight': res.model.weight.detach(), 'values': res.eigenvalues,
+                     'loss_history': res.loss_history}
+    _, whole = run()
+    stopped, _ = run(checkpoint=out / 'ckpt.pt', checkpoint_every=10,
+                     callback=lambda step, loss, values: step + 1 == 30)
+    dist.barrier()
+    files = sorted(p.name for p in out.glob('ckpt*'))
+    _, resumed = run(checkpoint=out / 'ckpt.pt', checkpoint_every=10)
+    dist.barrier()
+    if rank == 1:
+        (out / 'ckpt.rank1-of-2.pt').unlink()
+    dist.barrier()
+    try:
+        run(checkpoint=out / 'ckpt.pt')
+        mismatch = 'resumed'
+    except ValueError as error:
+        mismatch = str(error)
+    return {'uninterrupted': whole, 'resumed': resumed, 'stopped_at': stopped.steps,
+            'files': files, 'mismatch': mismatch}
 
 
 def worker(out: Path) -> None:
@@ -158,15 +195,9 @@ def worker(out: Path) -> None:
     # different starts on purpose: DDP starts every process from rank 0's
     res = solver().fit(sampled, encoder(10 + rank), steps=2000, check_every=500,
                        progress=False, eval_samples=2 ** 14)
-    seen = ProcessSampling(sampled, [], None)
-    nodes = seen.sample(8, torch.Generator().manual_seed(0))[0]
-    try:
-        solver().fit(sampled, encoder(0), steps=1, checkpoint=out / 'ckpt', progress=False)
-        refused = 'written'
-    except ValueError:
-        refused = 'ValueError'
-    record = {'weight': res.model.weight.detach(), 'values': res.eigenvalues, 'nodes': nodes,
-              'checkpoint': refused}
+    record = {'weight': res.model.weight.detach(), 'values': res.eigenvalues,
+              'loss_history': res.loss_history}
+    record.update(checkpoint_runs(sampled, out, rank))
     records = [None] * dist.get_world_size()
     dist.all_gather_object(records, record)
     if rank == 0:

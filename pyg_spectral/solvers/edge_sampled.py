@@ -23,7 +23,9 @@ one all-reduce of the gradient overlaps with the backward pass.
 """
 from __future__ import annotations
 
+import copy
 import os
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -34,6 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..operators.sampling import SampledEstimates, SampledOperator, Samples
 from .halo import collective_device, group_rank_size
+from .checkpoint import load_checkpoint
 from .sampled import SampledNeuralSVD, SampledSVDResult
 
 
@@ -46,14 +49,11 @@ def process_seed(seed: int, rank: int) -> int:
 
 
 class ProcessSampling(SampledOperator):
-    r"""What process :obj:`rank` of :obj:`world` sees of :obj:`inner` in a
-    data-parallel fit.
+    r"""What one process of a data-parallel fit sees of :obj:`inner`.
 
-    - :meth:`sample`: rank 0 draws from the generator it is given; rank
-      :math:`r > 0` from a generator of its own per given generator, seeded
-      by :func:`process_seed` of that generator's seed and :math:`r`. So
-      the processes draw different batches, and rank 0 (and a single
-      process) draws exactly what :class:`SampledNeuralSVD` alone would.
+    - :meth:`sample`: draws from the generator it is given, which
+      :class:`DistributedSampledNeuralSVD` seeds per process
+      (:func:`process_seed`), so that the processes draw different batches.
     - :meth:`estimates`: the model's forward through its
       :class:`~torch.nn.parallel.DistributedDataParallel` wrapper (one per
       model of :obj:`models`), so that the backward pass averages the
@@ -80,17 +80,6 @@ class ProcessSampling(SampledOperator):
         # them, and the wrapped models' state changes during a fit
         self._wrapped = {id(m): DistributedDataParallel(m, process_group=group)
                          for m in models}
-        self._streams: dict[int, tuple[torch.Generator, torch.Generator]] = {}
-
-    def _stream(self, generator: torch.Generator | None) -> torch.Generator | None:
-        if self._rank == 0 or generator is None:
-            return generator
-        if id(generator) not in self._streams:
-            own = torch.Generator(generator.device).manual_seed(
-                process_seed(generator.initial_seed(), self._rank))
-            # the given generator is kept so that its id is not reused
-            self._streams[id(generator)] = (generator, own)
-        return self._streams[id(generator)][1]
 
     def _forward(self, model):
         if isinstance(model, (tuple, list)):
@@ -101,15 +90,15 @@ class ProcessSampling(SampledOperator):
         return self.inner.original_eigenvalues(mu)
 
     def sample(self, num_samples: int, generator: torch.Generator | None = None) -> Samples:
-        return self.inner.sample(num_samples, self._stream(generator))
+        return self.inner.sample(num_samples, generator)
 
     def estimates(self, model, samples: Samples, k: int,
                   generator: torch.Generator | None = None) -> SampledEstimates:
-        return self.inner.estimates(self._forward(model), samples, k, self._stream(generator))
+        return self.inner.estimates(self._forward(model), samples, k, generator)
 
     def moments(self, model, samples: Samples, k: int,
                 generator: torch.Generator | None = None) -> tuple[Tensor, Tensor, Tensor]:
-        moments = self.inner.moments(model, samples, k, self._stream(generator))
+        moments = self.inner.moments(model, samples, k, generator)
         where = collective_device(self._group)
         stacked = torch.stack([m.to(torch.float64) for m in moments]).to(where)
         dist.all_reduce(stacked, group=self._group)
@@ -118,6 +107,15 @@ class ProcessSampling(SampledOperator):
 
     def __repr__(self) -> str:
         return f'{self.__class__.__name__}({self.inner!r}, world={self._world})'
+
+
+def process_checkpoint(path: str | os.PathLike, rank: int, world: int) -> Path:
+    r"""The checkpoint file of process :obj:`rank` of :obj:`world`:
+    :obj:`fit.pt` becomes :obj:`fit.rank1-of-2.pt`. Each holds the model
+    and optimizer (the same on every process) and that process's sampling
+    generator."""
+    path = Path(path)
+    return path.with_name(f'{path.stem}.rank{rank}-of-{world}{path.suffix}')
 
 
 class DistributedSampledNeuralSVD(SampledNeuralSVD):
@@ -145,8 +143,11 @@ class DistributedSampledNeuralSVD(SampledNeuralSVD):
     :obj:`callback`'s stop is agreed (any process stopping stops all), and
     the final Rayleigh-Ritz values come from moments averaged over the
     processes (each draws :obj:`eval_samples`), so they are the same on
-    every process. Checkpoints are not written with more than one process
-    (each process's sampling stream would have to be saved too).
+    every process. Process :math:`r > 0` draws from generators seeded by
+    :func:`process_seed` of :obj:`seed` and :math:`r`. With a
+    :obj:`checkpoint`, each process writes its own file
+    (:func:`process_checkpoint`) at the same steps, and a fit resumes only
+    when every process finds its file at the same step.
     """
 
     def fit(self, operator: SampledOperator, model: nn.Module | tuple[nn.Module, nn.Module],
@@ -171,17 +172,38 @@ class DistributedSampledNeuralSVD(SampledNeuralSVD):
                        eval_samples=eval_samples, eval_batch_size=eval_batch_size)
         if not (dist.is_available() and dist.is_initialized()):
             return super().fit(operator, model, callback=callback, progress=progress, **options)
-        if checkpoint is not None and world > 1:
-            raise ValueError(f"checkpoint is not supported with {world} processes (each "
-                             f"process's sampling stream is not saved); pass checkpoint=None")
         if not isinstance(operator, SampledOperator):
             raise TypeError(f"operator must be a SampledOperator (e.g. EdgeSampledGraph), got "
                             f"{type(operator).__name__}")
+        if checkpoint is not None and world > 1:
+            options['checkpoint'] = process_checkpoint(checkpoint, rank, world)
+            if resume:
+                self._check_resumable(options['checkpoint'], rank, world, group)
         models = self._models(operator, model)
         seen = ProcessSampling(operator, list(models), group)
         agreed = None if callback is None else self._agreed(callback, group)
-        return super().fit(seen, model, callback=agreed, progress=progress and rank == 0,
-                           **options)
+        # this process's stream: rank 0 draws what a single process would
+        solver = copy.copy(self)
+        solver.seed = self.seed if rank == 0 else process_seed(self.seed, rank)
+        return SampledNeuralSVD.fit(solver, seen, model, callback=agreed,
+                                    progress=progress and rank == 0, **options)
+
+    @staticmethod
+    def _check_resumable(path: Path, rank: int, world: int,
+                         group: dist.ProcessGroup | None) -> None:
+        r"""Raises on every process unless all of them or none find their
+        checkpoint, and at one step: files of different steps would mix two
+        states (one all-reduce of each process's step, -1 for none)."""
+        step = int(load_checkpoint(path, map_location='cpu')['step']) if path.is_file() else -1
+        steps = torch.zeros(world, dtype=torch.long, device=collective_device(group))
+        steps[rank] = step + 1
+        dist.all_reduce(steps, group=group)
+        found = [s - 1 for s in steps.tolist()]
+        if len(set(found)) > 1:
+            listed = ', '.join(f"rank {r}: {f'step {s}' if s >= 0 else 'none'}"
+                               for r, s in enumerate(found))
+            raise ValueError(f"the processes' checkpoints disagree ({listed}; files like "
+                             f"'{path}'): delete them (or pass resume=False) to start afresh")
 
     @staticmethod
     def _agreed(callback: Callable[[int, float, Tensor], bool | None],
