@@ -406,49 +406,34 @@ def test_resume_equals_uninterrupted(launched):
     assert resumed['loss_history'] == whole['loss_history']
 
 
-def test_cli_one_and_two_processes_write_the_same_eigenpairs(tmp_path):
-    r"""``eigs`` in this process (world size 1: the command line's own
-    path, ``python -m`` is tested in test_cli) and under torchrun."""
+def test_cli_one_process_then_partition_step_then_two_streaming_their_rows(tmp_path, capsys):
+    r"""``eigs`` in this process (world size 1: the command line's own path;
+    ``python -m`` is tested in test_cli), ``pyg-spectral partition``, then a
+    two-process ``eigs`` under torchrun on the .npz that reuses the saved
+    split and builds each rank's rows from the file: both write the
+    eigenpairs of the graph; a named partition file that is missing or of
+    another size stops every rank with the remedy."""
     edge_index, n, _, k = GRAPHS['sbm']
-    torch.save({'edge_index': edge_index, 'num_nodes': n}, tmp_path / 'sbm.pt')
-    common = ['eigs', str(tmp_path / 'sbm.pt'), '--k', str(k), '--dtype', 'float64',
-              '--tol', '1e-9', '--steps', str(STEPS), '--no-progress']
+    np.savez(tmp_path / 'sbm.npz', edge_index=edge_index.numpy(), num_nodes=n)
+    common = ['eigs', str(tmp_path / 'sbm.npz'), '--k', str(k), '--dtype', 'float64', '--tol',
+              '1e-9', '--steps', str(STEPS), '--no-progress']
     from pyg_spectral.cli import main as cli_main
     assert cli_main([*common, '--out', str(tmp_path / 'one')]) == 0
-    launch(2, *common, '--out', str(tmp_path / 'two'), target=('-m', 'pyg_spectral'))
+    assert cli_main(['partition', str(tmp_path / 'sbm.npz'), '--parts', '2', '--out',
+                     str(tmp_path / 'split.pt')]) == 0
+    made = capsys.readouterr().out
+    assert re.search(r'split\.pt: 190 nodes into 2 parts \((metis|rcm), .*edge cut \d+ of '
+                     r'\d+ edges', made), made
+    proc = launch(2, *common, '--out', str(tmp_path / 'two'), '--partition-file',
+                  str(tmp_path / 'split.pt'), target=('-m', 'pyg_spectral'))
+    assert f"reusing {tmp_path / 'split.pt'}" in proc.stderr
+    assert 'each building its rows from' in proc.stderr and 'loaded whole' not in proc.stderr
     values, vectors = exact('sbm')
     for prefix in ('one', 'two'):
         got = np.load(tmp_path / f'{prefix}.values.npy')
         assert float(relative_error(torch.from_numpy(got), values[:k], floor=1e-2).max()) < 1e-6
         assert max_principal_sine(torch.from_numpy(np.load(tmp_path / f'{prefix}.vectors.npy')),
                                   vectors[:, :k]) < 1e-3
-    assert NodePartition.load(tmp_path / 'two.partition.pt').num_parts == 2
-
-
-def test_cli_partition_step_then_eigs_streams_its_rows(tmp_path, capsys):
-    r"""``pyg-spectral partition`` (in this process), then a two-process
-    ``eigs`` on an .npz that reuses the saved split and builds each rank's
-    rows from the file: the eigenpairs of the graph; a named partition file
-    that is missing or of another size stops every rank with the remedy."""
-    edge_index, n, _, k = GRAPHS['sbm']
-    np.savez(tmp_path / 'sbm.npz', edge_index=edge_index.numpy(), num_nodes=n)
-    from pyg_spectral.cli import main as cli_main
-    assert cli_main(['partition', str(tmp_path / 'sbm.npz'), '--parts', '2', '--out',
-                     str(tmp_path / 'split.pt')]) == 0
-    made = capsys.readouterr().out
-    assert re.search(r'split\.pt: 190 nodes into 2 parts \((metis|rcm), .*edge cut \d+ of '
-                     r'\d+ edges', made), made
-    common = ['eigs', str(tmp_path / 'sbm.npz'), '--k', str(k), '--dtype', 'float64', '--tol',
-              '1e-9', '--steps', str(STEPS), '--no-progress']
-    proc = launch(2, *common, '--out', str(tmp_path / 'two'), '--partition-file',
-                  str(tmp_path / 'split.pt'), target=('-m', 'pyg_spectral'))
-    assert f"reusing {tmp_path / 'split.pt'}" in proc.stderr
-    assert 'each building its rows from' in proc.stderr and 'loaded whole' not in proc.stderr
-    values, vectors = exact('sbm')
-    got = np.load(tmp_path / 'two.values.npy')
-    assert float(relative_error(torch.from_numpy(got), values[:k], floor=1e-2).max()) < 1e-6
-    assert max_principal_sine(torch.from_numpy(np.load(tmp_path / 'two.vectors.npy')),
-                              vectors[:, :k]) < 1e-3
     missing = launch(2, *common, '--out', str(tmp_path / 'three'), '--partition-file',
                      str(tmp_path / 'nowhere.pt'), target=('-m', 'pyg_spectral'), check=False,
                      timeout=120)
@@ -461,7 +446,8 @@ def test_cli_partition_step_then_eigs_streams_its_rows(tmp_path, capsys):
 def test_killed_rank_fails_the_launch_naming_it_and_leaves_no_output(tmp_path):
     r"""Rank 1 is killed (SIGKILL) at its 200th all-reduce, mid-fit: the
     launch fails within the collective timeout, the report names rank 1,
-    and no file that looks finished is left."""
+    and no file that looks finished is left; the partition rank 0 made
+    (none was saved) is, for the next launch."""
     edge_index, n, _, k = GRAPHS['grid']
     torch.save(edge_index, tmp_path / 'grid.pt')
     timeout = 30
@@ -478,6 +464,7 @@ def test_killed_rank_fails_the_launch_naming_it_and_leaves_no_output(tmp_path):
     assert elapsed < timeout + 60  # interpreter start-up of both processes included
     assert not (tmp_path / 'out.vectors.npy').exists()
     assert not (tmp_path / 'out.values.npy').exists()
+    assert NodePartition.load(tmp_path / 'out.partition.pt').num_parts == 2
 
 
 # ------------------------------------------------------------- the worker
