@@ -80,7 +80,7 @@ BUDGETS = {'amortized': 60.0, 'pe': 190.0, 'neuralsvd': 130.0, 'hydrogen': 60.0}
 # Work on the device cannot be interrupted: a part overruns by its last step
 TOTAL = 470.0
 # the smoke fit of hydrogen runs until its budget: a few seconds show the stop
-SMOKE_BUDGETS = {'amortized': 20.0, 'pe': 20.0, 'neuralsvd': 20.0, 'hydrogen': 5.0}
+SMOKE_BUDGETS = {'amortized': 20.0, 'pe': 20.0, 'neuralsvd': 20.0, 'hydrogen': 2.5}
 SMOKE_TOTAL = 120.0
 SKIPPED = 'skipped (budget)'
 # 'auto' on a CPU is ARPACK: the smoke run asks for the NeuralSVD path that

@@ -47,3 +47,17 @@ def citeseer(planetoid_source):
 def pubmed(planetoid_source):
     from pyg_spectral.datasets import load_planetoid
     return load_planetoid('PubMed')[0]
+
+
+# The longest files first (torchrun launches, the hydrogen fit, bench runs):
+# under pytest-xdist (--dist loadfile) a worker takes a whole file, so the
+# other workers fill in around the long ones instead of waiting at the end.
+LONG_FILES = ('test_distributed.py', 'test_hamiltonian.py', 'test_cli.py',
+              'test_distributed_sampled.py', 'test_plots.py')
+
+
+def pytest_collection_modifyitems(items):
+    def rank(item):
+        name = item.path.name
+        return LONG_FILES.index(name) if name in LONG_FILES else len(LONG_FILES)
+    items.sort(key=rank)  # stable: each file's own order is kept
