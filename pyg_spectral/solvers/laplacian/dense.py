@@ -8,7 +8,7 @@ from torch import Tensor
 
 from ...operators.graph import SMALL_GRAPH_EDGES, small_laplacian_entries
 from ...operators.nullspace import search_components
-from .problem import LAPLACIAN_KINDS, Eigenpairs, LaplacianProblem
+from .problem import LAPLACIAN_KINDS, Eigenpairs, LaplacianProblem, deflation_shift
 
 # blocks are padded to a multiple of this size, so that graphs of similar
 # size share one batched eigh
@@ -55,7 +55,7 @@ def solve_dense(problem: LaplacianProblem, graphs: Tensor) -> Eigenpairs:
     if t == 0:
         rows = n if graphs.numel() == G else int(sizes[graphs].sum())
         return Eigenpairs(graphs, weight.new_zeros(rows, 0), weight.new_zeros(graphs.numel(), 0))
-    pad_value = 2 * problem.shift  # padding rows sort after the deflated zeros
+    pad_value = _pad_value(problem.shift)
     if G == 1:
         return _solve_one(problem, graphs, t, pad_value)
     crow, col = M.crow_indices(), M.col_indices()
@@ -121,19 +121,11 @@ def _solve_one(problem: LaplacianProblem, graphs: Tensor, t: int,
     n, null, M = problem.batch.numel(), problem.null, problem.laplacian.matrix
     size = -(-n // GRANULARITY) * GRANULARITY
     if M.device.type == 'cpu' and not M.requires_grad:
-        crow, col, weight = M.crow_indices().numpy(), M.col_indices().numpy(), M.values().numpy()
-        dense = np.zeros((1, size, size), dtype=weight.dtype)
-        dense.reshape(-1)[np.repeat(np.arange(n), np.diff(crow)) * size + col] = weight
-        u = np.zeros((1, size), dtype=weight.dtype)
-        u[0, :n] = null.basis.numpy()
-        outer = u[:, :, None] * u[:, None, :]
-        if null.num_components > 1:
-            label = np.full((1, size), -1)
-            label[0, :n] = null.labels.numpy()
-            outer *= label[:, :, None] == label[:, None, :]
-        # the padding first: 0 + shift * 0 is 0 either way
-        dense[0, np.arange(n, size), np.arange(n, size)] = pad_value
-        dense = torch.from_numpy(dense).add_(torch.from_numpy(outer), alpha=problem.shift)
+        crow = M.crow_indices().numpy()
+        dense = _block_numpy(n, np.repeat(np.arange(n), np.diff(crow)), M.col_indices().numpy(),
+                             M.values().numpy(), null.basis.numpy(),
+                             null.labels.numpy() if null.num_components > 1 else None,
+                             problem.shift, pad_value)
     else:
         crow, col, weight = M.crow_indices(), M.col_indices(), M.values()
         row = torch.repeat_interleave(torch.arange(n, device=M.device), crow[1:] - crow[:-1])
@@ -152,6 +144,34 @@ def _solve_one(problem: LaplacianProblem, graphs: Tensor, t: int,
     evals, evecs = torch.linalg.eigh(dense)
     # t = q < n: every column kept
     return Eigenpairs(graphs, evecs[0, :n, :t].contiguous(), evals[:, :t])
+
+
+def _pad_value(shift: float) -> float:
+    # the padding rows' eigenvalue: past the deflated zeros (at shift)
+    return 2 * shift
+
+
+def _block_numpy(n: int, rows: np.ndarray, cols: np.ndarray, values: np.ndarray,
+                 basis: np.ndarray, labels: np.ndarray | None, shift: float,
+                 pad_value: float) -> Tensor:
+    r"""One graph's :obj:`[1, size, size]` deflated block in NumPy, whose
+    calls cost a fraction of torch's on a graph of a few dozen nodes: the
+    entries (no duplicates), the padding, then :math:`+ s\,u u^\top`
+    (masked to each component's block when :obj:`labels` are given) by
+    torch's fused multiply-add, whose bits NumPy does not reproduce."""
+    size = -(-n // GRANULARITY) * GRANULARITY
+    dense = np.zeros((1, size, size), dtype=values.dtype)
+    dense.reshape(-1)[rows * size + cols] = values
+    u = np.zeros((1, size), dtype=values.dtype)
+    u[0, :n] = basis
+    outer = u[:, :, None] * u[:, None, :]
+    if labels is not None:
+        label = np.full((1, size), -1)
+        label[0, :n] = labels
+        outer *= label[:, :, None] == label[:, None, :]
+    # the padding first: 0 + shift * 0 is 0 either way
+    dense[0, np.arange(n, size), np.arange(n, size)] = pad_value
+    return torch.from_numpy(dense).add_(torch.from_numpy(outer), alpha=shift)
 
 
 def solve_small_graph(edge_index: Tensor, edge_weight: Tensor | None, num_nodes: int, *, k: int,
@@ -197,21 +217,11 @@ def solve_small_graph(edge_index: Tensor, edge_weight: Tensor | None, num_nodes:
     if not volume[0] > 0:
         return None
     roots = torch.from_numpy(np.append(mass, volume)).sqrt().numpy()
-    basis = roots[:n] / roots[n]
-    shift = 1.05 * bounds[1] or 1.0
-    # the block of _solve_one
-    size = -(-n // GRANULARITY) * GRANULARITY
-    dense = np.zeros((1, size, size))
-    flat = dense.reshape(-1)
-    flat[row * size + col] = off_diagonal
+    shift = deflation_shift(bounds[1])
     nodes = np.arange(n)
-    flat[nodes * (size + 1)] = diagonal
-    pad = np.arange(n, size)
-    flat[pad * (size + 1)] = 2 * shift
-    u = np.zeros(size)
-    u[:n] = basis
-    dense = torch.from_numpy(dense).add_(torch.from_numpy(u[None, :, None] * u[None, None, :]),
-                                             alpha=shift)
+    dense = _block_numpy(n, np.concatenate([row, nodes]), np.concatenate([col, nodes]),
+                         np.concatenate([off_diagonal, diagonal]), roots[:n] / roots[n], None,
+                         shift, _pad_value(shift))
     evals, evecs = torch.linalg.eigh(dense)
     q = min(k, n - 1)
     return evecs.numpy()[0, :n, :q], evals.numpy()[0, :q]

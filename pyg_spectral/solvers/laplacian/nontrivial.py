@@ -13,7 +13,7 @@ from ...operators.nullspace import COMPONENT_EIGENVALUE, NullSpace
 from .arpack import solve_arpack
 from .dense import solve_dense
 from .options import check_method
-from .problem import LaplacianProblem
+from .problem import LaplacianProblem, deflation_shift
 
 # Up to this size the layer's exact basis is one dense float64 eigh; above it
 # ARPACK with the recovery rounds of solve_arpack (30x faster on Cora, k = 64)
@@ -71,7 +71,7 @@ def nontrivial_eigenpairs(operator: GraphOperator, null: NullSpace, k: int,
     laplacian = GraphOperator(M, 'sym_laplacian', bounds)
     problem = LaplacianProblem(laplacian, null.to('cpu', torch.float64),
                                torch.zeros(n, dtype=torch.long), torch.tensor([0, n]),
-                               torch.tensor([k]), 1.05 * bounds[1] or 1.0)
+                               torch.tensor([k]), deflation_shift(bounds[1]))
     if method == 'eigh' or (method is None and n <= DENSE_NODES):
         pairs = solve_dense(problem, torch.tensor([0]))
         vectors, found = pairs.vectors, pairs.values[0]

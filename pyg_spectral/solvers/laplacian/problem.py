@@ -29,6 +29,13 @@ from ...operators.nullspace import DeflatedLaplacian, NullSpace
 LAPLACIAN_KINDS = ('sym_laplacian', 'laplacian')
 
 
+def deflation_shift(upper: float) -> float:
+    r"""The weight :math:`s` of the deflation :math:`L + s P_0`: past the
+    spectrum's upper bound :obj:`upper` (1 for a graph without edges), so
+    that the null space's eigenvalue :math:`s` sorts after every wanted one."""
+    return 1.05 * upper or 1.0
+
+
 class Eigenpairs(NamedTuple):
     r"""What a batched solver returns for some graphs of a :class:`LaplacianProblem`.
 
@@ -150,7 +157,7 @@ class LaplacianProblem:
             edge_weight = edge_weight.to(device)
         laplacian = GraphOperator.from_edge_index(edge_index, edge_weight, num_nodes, kind=kind,
                                                   dtype=torch.float64)
-        shift = 1.05 * laplacian.spectral_bounds()[1] or 1.0
+        shift = deflation_shift(laplacian.spectral_bounds()[1])
         n = laplacian.num_nodes
         if batch is None:
             batch = torch.zeros(n, dtype=torch.long, device=device)
