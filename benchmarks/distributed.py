@@ -223,13 +223,18 @@ class SineClock:
         self.sines: list[float] = []
 
     def observe(self, table: torch.Tensor) -> None:
+        from pyg_spectral.linalg import whitening
         tick = time.perf_counter()
         F = table[:, :self.reference.size(1)].double()
         gram = self.reduce(F.T @ F)
         cross = self.reduce(self.reference.T @ F)
-        w, U = torch.linalg.eigh(gram)
-        cosines = torch.linalg.svdvals(cross @ (U * w.rsqrt()) @ U.T)
-        sine = float((1 - cosines.min().clamp(max=1) ** 2).sqrt())
+        # the cosines of the principal angles: the singular values of the
+        # cross products with the table's columns whitened; columns that
+        # have collapsed onto the others leave a direction unmatched (sine 1)
+        W = whitening(gram)
+        cosines = torch.linalg.svdvals(cross @ W)
+        sine = 1.0 if W.size(1) < F.size(1) else \
+            float((1 - cosines.min().clamp(max=1) ** 2).sqrt())
         self.sines.append(sine)
         if self.reached_s is None and sine <= self.target:
             self.reached_s = tick - self.start - self.overhead
@@ -273,6 +278,9 @@ def cmd_fit(args) -> None:
     solver = DistributedNeuralSVD(args.k)
     clock = None
     if args.reference:
+        if args.kind != 'sym_laplacian':
+            raise SystemExit(f"fit --reference: the reference command's matrix is "
+                             f"sym_laplacian, not --kind {args.kind}")
         nodes = torch.arange(n) if world == 1 else op.nodes
         rows = torch.from_numpy(np.load(args.reference, mmap_mode='r')[nodes.numpy()])
         reduce = (lambda x: x) if world == 1 else \
