@@ -182,6 +182,7 @@ def cmd_reference(args) -> None:
     from common import null_space_basis, reference_smallest  # this script's directory
     from pyg_spectral import GraphOperator
     from pyg_spectral.graph_file import GraphFile
+    from pyg_spectral.io import atomic_write_file
     if args.kind != 'sym_laplacian':
         raise SystemExit(f"reference --kind {args.kind}: only sym_laplacian, the matrix of "
                          f"common.reference_smallest")
@@ -200,9 +201,7 @@ def cmd_reference(args) -> None:
     if gap <= 0:
         print(f"reference: k = {args.k} splits an eigenvalue cluster; a sine against its "
               f"first k vectors is not defined: pick k at a gap", file=sys.stderr)
-    partial = f'{args.out}.partial.npy'
-    np.save(partial, vectors[:, :args.k])
-    os.replace(partial, args.out)
+    atomic_write_file(args.out, lambda fh: np.save(fh, vectors[:, :args.k]))
     print(json.dumps({'graph': args.graph, 'k': args.k, 'how': ref.how,
                       'seconds': round(seconds, 1), 'values': values.tolist(),
                       'residual': residual, 'gap': gap,

@@ -21,9 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -37,6 +35,7 @@ from common import (errors, geometric_graph, machine_header, null_space_basis,  
                     reference_smallest, sym_laplacian, verdict)
 
 from pyg_spectral import GraphOperator, NeuralSVD  # noqa: E402
+from pyg_spectral.io import atomic_write_file  # noqa: E402
 
 
 def mesh(n: int, neighbours: int, seed: int) -> tuple[np.ndarray, torch.Tensor]:
@@ -121,21 +120,12 @@ def main(argv=None) -> dict:
             'cluster_gap': args.cluster_gap, 'clusters': groups}
     print(json.dumps({key: v for key, v in meta.items() if key != 'header'}), flush=True)
     print('per-vector sine after alignment:', ' '.join(f'{s:.1e}' for s in per_vector), flush=True)
-    target = Path(args.out)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.npz', dir=target.parent)
-    os.close(fd)
-    try:  # a temporary name, then renamed: a stopped run leaves no half file
-        with open(tmp, 'wb') as fh:
-            np.savez_compressed(fh, points=points.astype(np.float32),
-                                exact=exact.astype(np.float32), learned=aligned.astype(np.float32),
-                                exact_values=ref.values[:k], learned_values=res.eigenvalues.double().numpy(),
-                                per_vector_sine=per_vector, meta=json.dumps(meta))
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 would stay on the result
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    # a temporary name, then renamed: a stopped run leaves no half file
+    atomic_write_file(args.out, lambda fh: np.savez_compressed(
+        fh, points=points.astype(np.float32), exact=exact.astype(np.float32),
+        learned=aligned.astype(np.float32), exact_values=ref.values[:k],
+        learned_values=res.eigenvalues.double().numpy(), per_vector_sine=per_vector,
+        meta=json.dumps(meta)))
     return meta
 
 

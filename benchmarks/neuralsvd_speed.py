@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,6 +45,8 @@ from common import (SINE_TOL, EIG_TOL, block_graph, eigsh_smallest, errors, geom
                     reference_smallest, run_limited, sym_laplacian)
 
 from pyg_spectral import GraphOperator, NeuralSVD  # noqa: E402
+from pyg_spectral.io import atomic_write_text  # noqa: E402
+from pyg_spectral.linalg import rayleigh_ritz  # noqa: E402
 from pyg_spectral.solvers.neuralsvd import EigenTable  # noqa: E402
 from pyg_spectral.datasets import load_planetoid  # noqa: E402
 
@@ -242,7 +242,7 @@ def traced_neuralsvd(ei, n, w, steps, tol, ref, init=None, check_every=25):
             # table's span with the fit's own operator and precision, as
             # refine=True does at the end (so the last point is the answer)
             Q = torch.linalg.qr(F)[0]
-            values, S = torch.linalg.eigh(Q.T @ op.matmat(Q))
+            values, S = rayleigh_ritz(Q.T @ op.matmat(Q))
             eig_err, sine = errors(values[:K].numpy(), (Q @ S[:, :K]).numpy(), ref, K)
             points.append([round(t, 6), step, sine, eig_err])
     eig_err, sine = errors(res.eigenvalues.numpy(), res.eigenvectors.numpy(), ref, K)
@@ -311,16 +311,6 @@ def common_float(cell: str) -> float | None:
         return None
 
 
-def write_json(path: str, payload: dict) -> None:
-    r"""To a temporary name, then renamed: a stopped run never leaves half a file."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(suffix='.json', dir=target.parent)
-    with os.fdopen(fd, 'w') as fh:
-        json.dump(payload, fh, indent=1)
-    os.chmod(tmp, 0o644)  # mkstemp's 0600 would stay on the result
-    os.replace(tmp, target)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--graphs', nargs='+', default=['Cora', 'CiteSeer', 'PubMed', 'geo100000'])
@@ -342,7 +332,7 @@ def main():
         print(payload['header'], flush=True)
         for g in args.graphs:
             payload['graphs'].append(trace_graph(g, args.steps, args.tol, args.limit, args.track_tol))
-            write_json(args.trace, payload)  # after every graph
+            atomic_write_text(json.dumps(payload, indent=1), args.trace)  # after every graph
         return
     lines = [machine_header(), '',
              f'### NeuralSVD vs eigensolvers, k={K} smallest of the sym. normalized Laplacian',

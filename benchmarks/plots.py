@@ -128,15 +128,8 @@ def _plt():
 
 
 def _save(fig, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(suffix='.png', dir=path.parent)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=110, bbox_inches='tight')
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    from pyg_spectral.io import atomic_write_file  # here: the parsers need no torch
+    atomic_write_file(path, lambda fh: fig.savefig(fh, format='png', dpi=110, bbox_inches='tight'))
     _plt().close(fig)
 
 

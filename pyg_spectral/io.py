@@ -44,6 +44,14 @@ def atomic_write_text(text: str, path: str | os.PathLike) -> None:
     _atomic_write(path, lambda f: f.write(text), 'w')
 
 
+def atomic_write_file(path: str | os.PathLike, write: Callable[[IO[bytes]], Any]) -> None:
+    r"""Calls :obj:`write` on a binary file that becomes :obj:`path` once it
+    returns, as :func:`atomic_save` writes a tensor file, for writers that
+    take a file object (:func:`numpy.save`, :func:`numpy.savez_compressed`,
+    a figure's :obj:`savefig`)."""
+    _atomic_write(path, write, 'wb')
+
+
 def _atomic_write(path: str | os.PathLike, write: Callable[[IO], Any], mode: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
